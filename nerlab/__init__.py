@@ -1,0 +1,1 @@
+"""ner-autoresearch: an agent-driven experiment loop for biomedical NER."""

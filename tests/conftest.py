@@ -1,0 +1,50 @@
+"""Shared fixtures: every test gets its own $NER_AR_HOME; real corpora are used when present."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def ner_home(tmp_path, monkeypatch) -> Path:
+    home = tmp_path / "ner_home"
+    monkeypatch.setenv("NER_AR_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def synthetic_home(tmp_path_factory) -> Path:
+    """A home with the synthetic corpora prepared once for the whole session."""
+    home = tmp_path_factory.mktemp("synthetic_home")
+    from nerlab import prepare
+    from nerlab.corpora import CORPORA
+    from nerlab.store import Store
+
+    store = Store(home / "synthetic")
+    for name in CORPORA:
+        loaded = prepare.load_synthetic(name, seed=0)
+        store.write(name, loaded.splits, {"source": loaded.source, "source_id": loaded.source_id})
+    return home
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not (SHARED_DATA / "ncbi_disease" / "train.conll").is_file():
+        pytest.skip(f"real corpora not present at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+def run_script(*args: str, home: Path, timeout: float = 300, cwd: Path = ROOT):
+    """Run a top-level script as a user would; returns the CompletedProcess."""
+    env = {**os.environ, "NER_AR_HOME": str(home)}
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )

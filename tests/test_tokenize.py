@@ -1,0 +1,81 @@
+from collections import Counter
+
+import pytest
+
+from nerlab.conll import Sentence
+from nerlab.model import load_encoder, load_tokenizer
+from nerlab.synthetic import generate
+from nerlab.tokenize import IGNORE, cached_encode, encode
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    return load_tokenizer("tiny", generate("bc5cdr")["train"], tmp_path_factory.mktemp("models"))
+
+
+def test_first_subword_carries_the_label(tokenizer):
+    s = Sentence(["Hydroxychloroquinexyz", "causes", "rash"], ["B-Chemical", "O", "B-Disease"])
+    enc = encode([s], tokenizer, max_length=64)
+    ids, widx = enc.input_ids[0], enc.word_index[0]
+    assert ids[0] == tokenizer.cls_token_id and ids[-1] == tokenizer.sep_token_id
+    assert len(ids) > 5  # the made-up word splits into several subwords
+    assert [w for w in widx if w >= 0] == [0, 1, 2]
+    labels = enc.labels([s], {"O": 0, "B-Chemical": 1, "I-Chemical": 2, "B-Disease": 3})[0]
+    assert labels[0] == IGNORE and labels[1] == 1 and labels[-1] == IGNORE
+    assert labels.count(IGNORE) == len(ids) - 3
+    # subwords after the first of the long word are ignored, in order
+    first_other = widx.index(1)
+    assert all(x == IGNORE for x in labels[2:first_other])
+
+
+def test_long_sentences_are_windowed_and_every_word_predicted_once(tokenizer):
+    sents = generate("jnlpba")["dev"][:50]
+    long = Sentence(
+        [w for s in sents[:10] for w in s.tokens], [t for s in sents[:10] for t in s.tags]
+    )
+    sents = [*sents, long]
+    enc = encode(sents, tokenizer, max_length=16)
+    assert max(len(x) for x in enc.input_ids) <= 16
+    assert enc.sentence.count(len(sents) - 1) > 3  # the long one became several windows
+    seen = Counter((si, w) for wi, si in zip(enc.word_index, enc.sentence) for w in wi if w >= 0)
+    assert set(seen) == {(si, w) for si, s in enumerate(sents) for w in range(len(s.tokens))}
+    assert max(seen.values()) == 1
+
+
+def test_a_word_without_subwords_still_gets_a_position(tokenizer):
+    s = Sentence(["a", "\u200b", "b"], ["O", "B-X", "O"])
+    enc = encode([s], tokenizer, max_length=16)
+    assert [w for w in enc.word_index[0] if w >= 0] == [0, 1, 2]
+
+
+def test_cache_is_reused_and_keyed(tokenizer, tmp_path, monkeypatch):
+    sents = generate("ncbi_disease")["dev"]
+    first = cached_encode(sents, tokenizer, 32, tmp_path, fingerprint="abc")
+    assert len(list(tmp_path.glob("*.pt"))) == 1
+
+    def boom(*a, **k):
+        raise AssertionError("cache miss")
+
+    monkeypatch.setattr("nerlab.tokenize.encode", boom)
+    again = cached_encode(sents, tokenizer, 32, tmp_path, fingerprint="abc")
+    assert again == first
+    with pytest.raises(AssertionError, match="cache miss"):
+        cached_encode(sents, tokenizer, 64, tmp_path, fingerprint="abc")
+    with pytest.raises(AssertionError, match="cache miss"):
+        cached_encode(sents, tokenizer, 32, tmp_path, fingerprint="changed")
+
+
+def test_tiny_tokenizer_is_trained_once_and_model_reproducible_by_seed(tmp_path, monkeypatch):
+    texts = generate("linnaeus")["train"]
+    t1 = load_tokenizer("tiny", texts, tmp_path)
+    # the tokenizers trainer breaks ties in hash order, so the vocabulary is trained once per
+    # text and reused from the cache: a second load must not retrain
+    monkeypatch.setattr("nerlab.model._train_wordpiece", lambda *a: 1 / 0)
+    t2 = load_tokenizer("tiny", texts, tmp_path)
+    assert t1.get_vocab() == t2.get_vocab()
+    assert t1.pad_token_id is not None and t1.cls_token_id is not None
+    m1, m2 = load_encoder("tiny", t1, seed=3), load_encoder("tiny", t1, seed=3)
+    assert all((a == b).all() for a, b in zip(m1.parameters(), m2.parameters()))
+    m3 = load_encoder("tiny", t1, seed=4)
+    assert any((a != b).any() for a, b in zip(m1.parameters(), m3.parameters()))
+    assert m1.config.hidden_size == 128 and m1.config.num_hidden_layers == 4
