@@ -13,7 +13,7 @@ from nerlab.conll import Sentence, read_conll
 from nerlab.corpora import CORPORA, SPLITS, HubSource, hub_labels
 from nerlab.errors import UserError
 
-SYNTHETIC_VERSION = 1  # bump when the generator changes, so caches rebuild
+SYNTHETIC_VERSION = 2  # bump when the generator changes, so caches rebuild
 NAME_RE = re.compile(r"^[A-Za-z0-9_]+$")
 
 

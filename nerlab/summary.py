@@ -1,0 +1,36 @@
+"""The summary block train.py prints last: a line `---`, then one `key: value` per line.
+
+It is the contract between train.py and whoever runs it (a person, a coding agent with grep,
+agent_loop.py, the sweep): always the same keys, crash or not.
+"""
+
+from __future__ import annotations
+
+KEYS = [
+    "dev_f1", "dev_precision", "dev_recall", "dev_f1_std", "repeats", "train_seconds",
+    "total_seconds", "steps", "tokens_per_sec", "peak_memory_gb", "device", "status",
+]  # fmt: skip
+
+
+def format_summary(values: dict) -> str:
+    lines = ["---"]
+    for key in KEYS + [k for k in values if k not in KEYS and k != "reason"]:
+        v = values.get(key, "")
+        lines.append(f"{key + ':':<17} {v:.6f}" if isinstance(v, float) else f"{key + ':':<17} {v}")
+    if values.get("reason"):
+        lines.append(f"{'reason:':<17} {values['reason']}")
+    return "\n".join(lines)
+
+
+def parse_summary(text: str) -> dict[str, str] | None:
+    """The last summary block in `text` (e.g. a run log), or None if there is none."""
+    lines = text.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.strip() == "---"]
+    if not starts:
+        return None
+    out = {}
+    for line in lines[starts[-1] + 1 :]:
+        key, sep, value = line.partition(":")
+        if sep and key and " " not in key.strip():
+            out[key.strip()] = value.strip()
+    return out if "status" in out else None

@@ -1,0 +1,75 @@
+import multiprocessing
+
+import pytest
+
+from nerlab.errors import UserError
+from nerlab.results import COLUMNS, append_row, read_results
+from nerlab.summary import KEYS, format_summary, parse_summary
+
+
+def row(i: int, **kw) -> dict:
+    return {"commit": f"c{i}", "target": "ncbi_disease", "dev_f1": f"0.{i}", "dev_f1_std": "0",
+            "repeats": 1, "memory_gb": "1.0", "train_s": "300", "status": "keep",
+            "description": f"run {i}", **kw}  # fmt: skip
+
+
+def test_header_once_and_descriptions_sanitised(tmp_path):
+    path = tmp_path / "results.tsv"
+    append_row(path, row(1, description="tab\there\nnewline"))
+    append_row(path, row(2))
+    lines = path.read_text().splitlines()
+    assert lines[0].split("\t") == COLUMNS and len(lines) == 3
+    df = read_results(path)
+    assert df["description"].tolist() == ["tab here newline", "run 2"]
+    assert df["dev_f1"].tolist() == [0.1, 0.2]
+
+
+def test_rejects_unknown_status_and_columns(tmp_path):
+    with pytest.raises(ValueError, match="status must be one of"):
+        append_row(tmp_path / "r.tsv", row(1, status="great"))
+    with pytest.raises(ValueError, match="unknown results columns"):
+        append_row(tmp_path / "r.tsv", {**row(1), "lr": 1})
+
+
+def test_partial_last_line_is_set_aside_not_lost(tmp_path):
+    path = tmp_path / "results.tsv"
+    append_row(path, row(1))
+    with open(path, "a") as f:
+        f.write("2026-01-01T00:00:00\tc2\tncbi")  # a writer killed mid-row
+    with pytest.raises(UserError, match=r"results.tsv:3: expected 10 tab-separated columns"):
+        read_results(path)
+    append_row(path, row(3))
+    assert read_results(path)["commit"].tolist() == ["c1", "c3"]
+    assert (tmp_path / "results.tsv.partial").read_text() == "2026-01-01T00:00:00\tc2\tncbi\n"
+
+
+def test_missing_or_headerless_file(tmp_path):
+    with pytest.raises(UserError, match="results file not found"):
+        read_results(tmp_path / "none.tsv")
+    (tmp_path / "bad.tsv").write_text("a\tb\n")
+    with pytest.raises(UserError, match="bad.tsv:1: expected the header"):
+        read_results(tmp_path / "bad.tsv")
+
+
+def _append_many(args):
+    path, start = args
+    for i in range(start, start + 25):
+        append_row(path, row(i))
+
+
+def test_concurrent_appends_lose_nothing(tmp_path):
+    path = tmp_path / "results.tsv"
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        pool.map(_append_many, [(path, k * 100) for k in range(4)])
+    df = read_results(path)
+    assert len(df) == 100 and df["commit"].nunique() == 100
+
+
+def test_summary_roundtrip():
+    text = "noise\n---\nnot: this\n" + format_summary(
+        {"dev_f1": 0.5, "status": "crash", "steps": 3, "reason": "loss is nan at step 3"}
+    )
+    parsed = parse_summary(text)
+    assert set(KEYS) <= set(parsed) and parsed["dev_f1"] == "0.500000"
+    assert parsed["status"] == "crash" and parsed["reason"] == "loss is nan at step 3"
+    assert parse_summary("no block here") is None
