@@ -35,7 +35,7 @@ def append_row(path: Path | str, row: dict) -> dict:
     cells = {c: clean(row.get(c, "")) for c in COLUMNS}
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
-        _repair_partial_line(path)
+        _set_aside_partial_line(path)
         with open(path, "a", encoding="utf-8") as f:
             if f.tell() == 0:
                 f.write("\t".join(COLUMNS) + "\n")
@@ -43,7 +43,14 @@ def append_row(path: Path | str, row: dict) -> dict:
     return cells
 
 
-def _repair_partial_line(path: Path) -> None:
+def repair(path: Path | str) -> None:
+    """Make `path` readable again after a writer was killed mid-row (see below)."""
+    path = Path(path)
+    with FileLock(str(path) + ".lock"):
+        _set_aside_partial_line(path)
+
+
+def _set_aside_partial_line(path: Path) -> None:
     """A writer killed mid-row leaves a line without its newline: move it to `<path>.partial`
     (nothing is lost) so the next row does not fuse with it."""
     if not path.exists() or path.stat().st_size == 0:
@@ -65,6 +72,11 @@ def read_results(path: Path | str) -> pd.DataFrame:
     if not path.exists():
         raise UserError(f"{path}: results file not found")
     lines = path.read_text(encoding="utf-8").splitlines()
+    if lines and not path.read_bytes().endswith(b"\n"):
+        raise UserError(
+            f"{path}:{len(lines)}: last line is incomplete (a writer was killed mid-row); "
+            "the next append sets it aside in results.tsv.partial"
+        )
     if not lines or lines[0].split("\t") != COLUMNS:
         raise UserError(f"{path}:1: expected the header {' '.join(COLUMNS)}")
     for n, line in enumerate(lines[1:], 2):

@@ -36,7 +36,7 @@ def test_partial_last_line_is_set_aside_not_lost(tmp_path):
     append_row(path, row(1))
     with open(path, "a") as f:
         f.write("2026-01-01T00:00:00\tc2\tncbi")  # a writer killed mid-row
-    with pytest.raises(UserError, match=r"results.tsv:3: expected 10 tab-separated columns"):
+    with pytest.raises(UserError, match=r"results.tsv:3: last line is incomplete"):
         read_results(path)
     append_row(path, row(3))
     assert read_results(path)["commit"].tolist() == ["c1", "c3"]

@@ -1,0 +1,47 @@
+"""Proposers: given the state of the research, return the next experiment config.
+
+`claude` asks Claude through the Anthropic API (tool use); `optuna` searches offline (TPE).
+Both return a `Proposal`; the loop validates it, so a proposer's output only ever becomes a
+config file that passed the schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass
+class Context:
+    """What a proposer sees before each experiment."""
+
+    experiment: int  # number of the experiment about to run
+    config_yaml: str  # the current best config
+    schema: str  # the config's JSON schema
+    corpora: str  # corpora, views and which splits are prepared
+    results: str  # compact table of every experiment so far
+    best_f1: float | None
+    best_description: str
+    log_tail: Callable[[int, int], str] = field(repr=False, default=lambda n, lines: "")
+
+
+@dataclass
+class Proposal:
+    config_yaml: str
+    description: str
+    ref: object = None  # proposer's own handle (e.g. an Optuna trial)
+
+
+class Proposer(Protocol):
+    name: str
+
+    def propose(self, ctx: Context, error: str | None = None) -> Proposal:
+        """A new proposal; `error` says why the previous one for this experiment was rejected."""
+
+    def observe(self, proposal: Proposal, f1: float | None) -> None:
+        """The outcome: mean dev F1, or None for a crash or a rejected proposal."""
+
+
+class ProposalError(Exception):
+    """The proposer's reply could not be read as a proposal (sent back to it as an error)."""

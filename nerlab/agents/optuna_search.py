@@ -1,0 +1,90 @@
+"""Offline proposer: Optuna TPE over curricula and hyperparameters. No API key needed.
+
+The space is relative to the starting config: which sources (0-2) precede the target, whether
+two sources run one after the other or mixed, the share of the budget they get, an LR scale,
+the batch size (half, same, double) and the head. The study lives in SQLite under
+runs/<tag>/, so a restarted loop continues the same search.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import yaml
+
+from nerlab.agents import Context, Proposal
+from nerlab.config import ExperimentConfig, dump_config, head_key, parse_config
+
+NONE = "none"
+
+
+class OptunaProposer:
+    name = "optuna"
+
+    def __init__(self, base: ExperimentConfig, sources: list[str], storage: Path, seed: int = 0):
+        self.base = base
+        target = base.views()[0]
+        self.sources = [s for s in sources if head_key(base.store().view(s)) != head_key(target)]
+        storage.parent.mkdir(parents=True, exist_ok=True)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.study = optuna.create_study(
+            study_name="autoresearch",
+            storage=f"sqlite:///{storage}",
+            direction="maximize",
+            sampler=optuna.samplers.TPESampler(seed=seed),
+            load_if_exists=True,
+        )
+        for t in self.study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
+            self.study.tell(t.number, state=optuna.trial.TrialState.FAIL)  # killed mid-run
+
+    def propose(self, ctx: Context, error: str | None = None) -> Proposal:
+        trial = self.study.ask()
+        raw, description = self._config(trial)
+        return Proposal(yaml.safe_dump(raw, sort_keys=False), description, ref=trial)
+
+    def observe(self, proposal: Proposal, f1: float | None) -> None:
+        if f1 is None:
+            self.study.tell(proposal.ref, state=optuna.trial.TrialState.FAIL)
+        else:
+            self.study.tell(proposal.ref, f1)
+
+    def _config(self, trial: optuna.Trial) -> tuple[dict, str]:
+        base = self.base
+        raw = yaml.safe_load(dump_config(base))
+        picked: list[str] = []
+        if self.sources:
+            for i in range(2):
+                name = trial.suggest_categorical(f"source_{i}", [NONE, *self.sources])
+                if name == NONE:
+                    break
+                if name not in picked:
+                    picked.append(name)
+        stages, text = [], "target only"
+        if picked:
+            share = round(trial.suggest_float("source_share", 0.1, 0.7), 3)
+            mixed = len(picked) == 2 and trial.suggest_categorical("mixed", [False, True])
+            if mixed:
+                stages.append({"corpora": picked, "fraction": share})
+                text = f"mix({'+'.join(picked)}) {share:.0%} -> target"
+            else:
+                stages += [{"corpora": [p], "fraction": round(share / len(picked), 3)}
+                           for p in picked]  # fmt: skip
+                text = f"{' -> '.join(picked)} {share:.0%} -> target"
+        stages.append(
+            {"corpora": [base.target], "fraction": round(1 - sum(s["fraction"] for s in stages), 6)}
+        )
+        raw["curriculum"] = stages
+        lr_scale = trial.suggest_float("lr_scale", 0.25, 4, log=True)
+        raw["optim"]["lr"] = float(f"{base.optim.lr * lr_scale:.3g}")
+        half = max(1, base.optim.batch_size // 2)
+        raw["optim"]["batch_size"] = trial.suggest_categorical(
+            "batch_size", sorted({half, base.optim.batch_size, base.optim.batch_size * 2})
+        )
+        raw["head"]["kind"] = trial.suggest_categorical("head", ["linear", "mlp", "crf"])
+        parse_config(raw)  # the space only yields valid configs; fail loudly if not
+        description = (
+            f"optuna #{trial.number}: {text} | lr {raw['optim']['lr']:.2g} | "
+            f"bs {raw['optim']['batch_size']} | {raw['head']['kind']}"
+        )
+        return raw, description

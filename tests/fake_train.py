@@ -1,0 +1,43 @@
+"""A stand-in for train.py in loop tests: same CLI and summary block, no model, instant.
+
+dev F1 = 10 * lr (capped at 0.99) + 0.001 * seed, so a test picks outcomes through the config.
+lr == 0.0123 hangs (for timeout tests); FAKE_TRAIN_SLEEP=S sleeps S seconds in runs of configs
+written by the loop (for kill tests); lr >= 1 crashes like a NaN loss.
+"""
+
+import argparse
+import os
+import time
+
+import yaml
+
+p = argparse.ArgumentParser()
+p.add_argument("--config")
+p.add_argument("--set", action="append", default=[])
+args = p.parse_args()
+with open(args.config) as f:
+    text = f.read()
+cfg = yaml.safe_load(text)
+for item in args.set:
+    key, _, value = item.partition("=")
+    cfg[key] = yaml.safe_load(value)
+lr = float(cfg["optim"]["lr"])
+if lr == 0.0123:
+    time.sleep(3600)
+if text.startswith("# agent_loop.py") and os.environ.get("FAKE_TRAIN_SLEEP"):
+    time.sleep(float(os.environ["FAKE_TRAIN_SLEEP"]))
+status, reason = ("crash", "loss is nan at step 3") if lr >= 1 else ("ok", "")
+f1s = [min(0.99, 10 * lr) + 0.001 * (cfg.get("seed", 0) + r) for r in range(cfg.get("repeats", 1))]
+for r, f1 in enumerate(f1s):
+    print(f"seed {cfg.get('seed', 0) + r}: dev_f1 {f1:.6f} | steps 10")
+mean = sum(f1s) / len(f1s) if status == "ok" else 0.0
+print("---")
+print(f"dev_f1:           {mean:.6f}")
+for key in ("dev_precision", "dev_recall", "dev_f1_std"):
+    print(f"{key + ':':<17} 0.000000")
+print(f"repeats:          {len(f1s)}\ntrain_seconds:    1.0\ntotal_seconds:    1.0\nsteps: 10")
+print("tokens_per_sec:   1.0\npeak_memory_gb:   0.1\ndevice:           cpu")
+print(f"status:           {status}")
+if reason:
+    print(f"reason:           {reason}")
+raise SystemExit(0 if status == "ok" else 1)

@@ -1,0 +1,169 @@
+"""Proposers: Claude through the real anthropic SDK against a mock transport, and Optuna."""
+
+import json
+
+import anthropic
+import httpx2 as httpx  # the anthropic SDK 2.x speaks httpx2
+import pytest
+import yaml
+
+from nerlab.agents import Context, ProposalError
+from nerlab.agents.claude import ClaudeProposer
+from nerlab.agents.optuna_search import OptunaProposer
+from nerlab.config import parse_config
+from nerlab.errors import UserError
+from nerlab.loop import LoopOptions, ResearchLoop
+from tests.test_loop import BASE, make_repo
+
+GOOD = yaml.safe_dump(BASE)
+BAD = yaml.safe_dump({**BASE, "curriculum": [{"corpora": ["ncbi_disease"], "fraction": 0.5}]})
+SECRET = "sk-ant-test-secret-0123456789"
+
+
+def message(*blocks: dict) -> dict:
+    return {
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-test",
+        "content": list(blocks), "stop_reason": "tool_use", "stop_sequence": None,
+        "usage": {"input_tokens": 10, "output_tokens": 10},
+    }  # fmt: skip
+
+
+def tool_use(name: str, data: dict, id: str = "toolu_1") -> dict:
+    return {"type": "tool_use", "id": id, "name": name, "input": data}
+
+
+def propose(config: str, description: str = "try bc5cdr first", id: str = "toolu_1") -> dict:
+    return message(tool_use("propose_experiment", {"config_yaml": config,
+                                                   "description": description}, id))  # fmt: skip
+
+
+class Server:
+    """Serves queued responses and records every request body."""
+
+    def __init__(self, *responses):
+        self.responses = list(responses)
+        self.requests: list[dict] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(json.loads(request.content))
+        status, body, headers = self.responses.pop(0)
+        return httpx.Response(status, json=body, headers=headers)
+
+
+def claude(server: Server, **kw) -> ClaudeProposer:
+    client = anthropic.Anthropic(
+        api_key=SECRET, max_retries=2,
+        http_client=httpx.Client(transport=httpx.MockTransport(server)),
+    )  # fmt: skip
+    return ClaudeProposer("PROGRAM TEXT", model="claude-test", client=client, **kw)
+
+
+def ctx(**kw) -> Context:
+    return Context(
+        experiment=2, config_yaml=GOOD, schema="{}", corpora="- ncbi_disease",
+        results="commit\tdev_f1", best_f1=0.5, best_description="baseline", **kw,
+    )  # fmt: skip
+
+
+def ok(body):
+    return (200, body, {})
+
+
+def test_tool_use_proposal_and_what_was_sent():
+    server = Server(ok(propose(GOOD)))
+    p = claude(server).propose(ctx())
+    assert p.config_yaml == GOOD and p.description == "try bc5cdr first"
+    sent = server.requests[0]
+    assert sent["model"] == "claude-test"
+    assert sent["system"] == [
+        {"type": "text", "text": "PROGRAM TEXT", "cache_control": {"type": "ephemeral"}}
+    ]
+    assert [t["name"] for t in sent["tools"]] == ["propose_experiment", "read_run_log"]
+    assert sent["tool_choice"] == {"type": "any"}
+    assert "Best dev F1 so far: 0.5000" in sent["messages"][0]["content"]
+
+
+def test_invalid_config_goes_back_as_a_tool_error_then_fixed(tmp_path, synthetic_home,
+                                                             monkeypatch):  # fmt: skip
+    monkeypatch.setenv("NER_AR_HOME", str(synthetic_home))
+    repo = make_repo(tmp_path / "proj", fake_train=True)
+    server = Server(ok(propose(BAD, id="toolu_bad")), ok(propose(GOOD, id="toolu_good")))
+    loop = ResearchLoop(repo, LoopOptions(tag="t"), claude(server), say=lambda *a: None)
+    loop.start()
+    proposal, cfg = loop._proposal(1)
+    assert cfg.target == "ncbi_disease" and len(server.requests) == 2
+    last = server.requests[1]["messages"][-1]["content"][0]
+    assert last["type"] == "tool_result" and last["tool_use_id"] == "toolu_bad"
+    assert last["is_error"] is True
+    assert "curriculum: stage fractions must sum to 1, got 0.5" in last["content"]
+
+
+def test_malformed_reply_is_a_proposal_error_and_the_retry_asks_again():
+    text_only = message({"type": "text", "text": "I think we should..."})
+    server = Server(ok(text_only), ok(propose(GOOD)))
+    proposer = claude(server)
+    with pytest.raises(ProposalError, match="called no tool"):
+        proposer.propose(ctx())
+    assert proposer.propose(ctx(), error="the reply called no tool").config_yaml == GOOD
+    assert "Call propose_experiment" in server.requests[1]["messages"][-1]["content"]
+    missing = Server(ok(message(tool_use("propose_experiment", {"config_yaml": GOOD}))))
+    with pytest.raises(ProposalError, match="one-line description"):
+        claude(missing).propose(ctx())
+
+
+def test_rate_limit_then_success_uses_the_sdk_retry():
+    limited = (429, {"type": "error", "error": {"type": "rate_limit_error", "message": "slow"}},
+               {"retry-after": "0"})  # fmt: skip
+    server = Server(limited, ok(propose(GOOD)))
+    assert claude(server).propose(ctx()).config_yaml == GOOD
+    assert len(server.requests) == 2
+
+
+def test_outage_beyond_sdk_retries_waits_and_retries():
+    down = (529, {"type": "error", "error": {"type": "overloaded_error", "message": "busy"}},
+            {"retry-after": "0"})  # fmt: skip
+    server = Server(down, down, down, ok(propose(GOOD)))  # SDK: 1 try + 2 retries, then us
+    slept = []
+    p = claude(server, sleep=slept.append).propose(ctx())
+    assert p.config_yaml == GOOD and slept == [30.0]
+
+
+def test_auth_error_is_fatal_and_never_shows_the_key(monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
+    error = {"type": "authentication_error", "message": f"invalid x-api-key {SECRET}"}
+    denied = (401, {"type": "error", "error": error}, {})
+    with pytest.raises(UserError) as e:
+        claude(Server(denied)).propose(ctx())
+    assert "401" in str(e.value) and SECRET not in str(e.value)
+
+
+def test_read_run_log_tool_by_number_only():
+    reads = message(tool_use("read_run_log", {"experiment": 3, "lines": 2}, id="toolu_log"))
+    server = Server(ok(reads), ok(propose(GOOD)))
+    asked = []
+    context = ctx(log_tail=lambda n, lines: asked.append((n, lines)) or "status: crash")
+    claude(server).propose(context)
+    assert asked == [(3, 2)]
+    result = server.requests[1]["messages"][-1]["content"][0]
+    assert result == {"type": "tool_result", "tool_use_id": "toolu_log", "content": "status: crash"}
+
+
+def test_optuna_proposals_are_valid_and_the_study_resumes(tmp_path, synthetic_home, monkeypatch):
+    monkeypatch.setenv("NER_AR_HOME", str(synthetic_home))
+    base = parse_config(BASE)
+    sources = ["bc5cdr_disease", "bc2gm", "linnaeus", "ncbi_disease"]
+    db = tmp_path / "optuna.db"
+    first = OptunaProposer(base, sources, db, seed=1)
+    assert "ncbi_disease" not in first.sources  # the target is not its own source
+    seen = []
+    for _ in range(6):
+        p = first.propose(ctx())
+        cfg = parse_config(yaml.safe_load(p.config_yaml))
+        assert cfg.curriculum[-1].corpora == ["ncbi_disease"]
+        seen.append(p.description)
+        first.observe(p, 0.5)
+    pending = first.propose(ctx())  # asked, never told: the loop was killed
+    second = OptunaProposer(base, sources, db, seed=1)
+    states = [t.state.name for t in second.study.trials]
+    assert states.count("COMPLETE") == 6 and states[-1] == "FAIL" and pending.ref is not None
+    assert len(set(seen)) > 1

@@ -1,0 +1,210 @@
+"""The research loop: git and results.tsv stay consistent through crashes, hangs and kills.
+
+Most tests run the loop against tests/fake_train.py (same CLI and summary block as train.py,
+no model), so they take seconds; the first runs the real scripts end to end."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import git
+import pytest
+import yaml
+
+from nerlab.agents import Proposal
+from nerlab.gitops import PREFIX
+from nerlab.loop import LoopOptions, ResearchLoop
+from nerlab.results import read_results
+from tests.conftest import ROOT
+
+BASE = {
+    "target": "ncbi_disease", "model": "tiny", "data": "synthetic", "budget": {"steps": 40},
+    "max_length": 48, "curriculum": [{"corpora": ["ncbi_disease"], "fraction": 1.0}],
+    "optim": {"lr": 0.05, "batch_size": 16},
+}  # fmt: skip
+
+
+def make_repo(path: Path, fake_train: bool) -> Path:
+    """A project checkout in a temporary git repository, optionally with the fake trainer."""
+    path.mkdir()
+    shutil.copy(ROOT / ("tests/fake_train.py" if fake_train else "train.py"), path / "train.py")
+    shutil.copytree(ROOT / "configs", path / "configs")
+    shutil.copy(ROOT / ".gitignore", path / ".gitignore")
+    shutil.copy(ROOT / "program.md", path / "program.md")
+    (path / "configs" / "current.yaml").write_text(yaml.safe_dump(BASE))
+    repo = git.Repo.init(path, initial_branch="main")
+    with repo.config_writer() as c:
+        c.set_value("user", "name", "test").set_value("user", "email", "test@example.com")
+    repo.git.add(A=True)
+    repo.index.commit("project")
+    return path
+
+
+@pytest.fixture
+def repo(tmp_path, synthetic_home, monkeypatch) -> Path:
+    monkeypatch.setenv("NER_AR_HOME", str(synthetic_home))
+    return make_repo(tmp_path / "proj", fake_train=True)
+
+
+class Scripted:
+    """A proposer that returns prepared configs (lr values) in order."""
+
+    name = "scripted"
+
+    def __init__(self, proposals: list):
+        self.proposals = list(proposals)
+        self.observed: list = []
+        self.errors: list = []
+
+    def propose(self, ctx, error=None):
+        self.errors.append(error)
+        item = self.proposals.pop(0)
+        if isinstance(item, str):  # raw YAML
+            return Proposal(item, "raw yaml")
+        raw = {**BASE, "optim": {**BASE["optim"], "lr": item}}
+        return Proposal(yaml.safe_dump(raw), f"lr {item}")
+
+    def observe(self, proposal, f1):
+        self.observed.append((proposal.description, f1))
+
+
+def run_loop(repo: Path, proposals: list, **opts) -> tuple[ResearchLoop, Scripted]:
+    proposer = Scripted(proposals)
+    loop = ResearchLoop(repo, LoopOptions(tag="t", **opts), proposer, say=lambda *a: None)
+    loop.run()
+    return loop, proposer
+
+
+def branch_state(repo: Path):
+    r = git.Repo(repo)
+    subjects = [c.message.splitlines()[0] for c in r.iter_commits("autoresearch/t")]
+    experiments = [s.removeprefix(PREFIX) for s in subjects if s.startswith(PREFIX)]
+    return r, experiments
+
+
+def test_decisions_confirmation_and_git_history(repo):
+    # baseline 0.5; 0.07 -> 0.70 keep (clear win); 0.06 discard; 0.0705 -> +0.005, within
+    # the margin: confirmed over 3 seeds (mean 0.706 > 0.70) and kept
+    loop, proposer = run_loop(repo, [0.07, 0.06, 0.0705], max_experiments=4)
+    rows = read_results(repo / "results.tsv")
+    assert rows["status"].tolist() == ["keep", "keep", "discard", "keep"]
+    assert rows["repeats"].tolist() == [1, 1, 1, 3]
+    assert rows["dev_f1"].iloc[3] == pytest.approx(0.706, abs=1e-6)
+    assert "confirm" not in rows["status"].tolist()
+    assert (repo / "runs" / "t" / "4.confirm.log").exists()
+    r, experiments = branch_state(repo)
+    assert experiments == ["lr 0.0705", "lr 0.07"]  # newest first; kept ones only
+    assert not r.is_dirty() and r.head.commit.hexsha[:7] == rows["commit"].iloc[3]
+    assert [f1 for _, f1 in proposer.observed] == pytest.approx([0.7, 0.6, 0.706])
+
+
+def test_confirmation_that_fails_is_discarded(repo):
+    # 0.0505 -> 0.505: +0.005 over 0.5; two more seeds give 0.506, 0.507: mean 0.506 > 0.5 keep;
+    # 0.0508 -> 0.508 over best 0.506 by 0.002; seeds 0..2 mean 0.509 > 0.506 -> keep too.
+    # So make it lose: best is 0.506 and 0.0503 -> 0.503 is below: discard without confirming.
+    run_loop(repo, [0.0505, 0.0503], max_experiments=3)
+    rows = read_results(repo / "results.tsv")
+    assert rows["status"].tolist() == ["keep", "keep", "discard"]
+    assert rows["repeats"].tolist() == [1, 3, 1]
+
+
+def test_crash_and_hang_are_rows_and_the_loop_goes_on(repo):
+    run_loop(repo, [5.0, 0.0123, 0.08], max_experiments=4, timeout=3)
+    rows = read_results(repo / "results.tsv")
+    assert rows["status"].tolist() == ["keep", "crash", "crash", "keep"]
+    assert "loss is nan" in rows["description"].iloc[1]
+    assert "timeout: killed after 3 s" in rows["description"].iloc[2]
+    assert rows["dev_f1"].iloc[1] == 0
+    _, experiments = branch_state(repo)
+    assert experiments == ["lr 0.08"]
+
+
+def test_invalid_proposals_go_back_to_the_proposer(repo):
+    bad = yaml.safe_dump({**BASE, "curriculum": [{"corpora": ["ncbi_disease"], "fraction": 0.5}]})
+    loop, proposer = run_loop(repo, ["[not, a, mapping", bad, 0.08], max_experiments=2)
+    assert proposer.errors[0] is None
+    assert "not valid YAML" in proposer.errors[1]
+    assert "stage fractions must sum to 1, got 0.5" in proposer.errors[2]
+    rows = read_results(repo / "results.tsv")
+    assert rows["status"].tolist() == ["keep", "keep"]
+
+
+def test_three_invalid_proposals_are_a_failed_proposal_row(repo):
+    run_loop(repo, ["{target: nope}"] * 3 + [0.08], max_experiments=3)
+    rows = read_results(repo / "results.tsv")
+    assert rows["status"].tolist() == ["keep", "crash", "keep"]
+    assert rows["commit"].iloc[1] == "-" and "invalid proposal" in rows["description"].iloc[1]
+
+
+def test_refuses_a_dirty_tree(repo):
+    (repo / "configs" / "current.yaml").write_text("edited: true\n")
+    with pytest.raises(Exception, match="uncommitted changes: configs/current.yaml"):
+        run_loop(repo, [], max_experiments=1)
+
+
+def agent_loop(repo: Path, *args: str, env: dict, **kw) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "agent_loop.py"), "--tag", "t", "--agent", "optuna", *args],
+        cwd=repo, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, **kw,
+    )  # fmt: skip
+
+
+def test_sigkill_mid_experiment_then_resume(repo, synthetic_home):
+    env = {"NER_AR_HOME": str(synthetic_home), "FAKE_TRAIN_SLEEP": "60"}
+    proc = agent_loop(repo, "--max-experiments", "3", env=env)
+    log2 = repo / "runs" / "t" / "2.log"
+    deadline = time.time() + 60
+    while not log2.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    assert log2.exists(), proc.communicate()[0]
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    r = git.Repo(repo)
+    assert r.head.commit.message.startswith(PREFIX)  # the killed experiment's commit
+    killed = r.head.commit.hexsha[:7]
+    time.sleep(0.5)
+    assert "FAKE_TRAIN_SLEEP" not in subprocess.run(["ps", "-eo", "args"], capture_output=True,
+                                                    text=True).stdout  # fmt: skip
+    with open(repo / "results.tsv", "a") as f:
+        f.write("2026-01-01T00:00:00\tpartial")  # and results.tsv got a torn last line
+    env.pop("FAKE_TRAIN_SLEEP")
+    out, _ = agent_loop(repo, "--max-experiments", "1", env=env).communicate(timeout=120)
+    assert "has no row: interrupted" in out, out
+    rows = read_results(repo / "results.tsv")
+    assert rows["commit"].tolist()[:2] == [rows["commit"].iloc[0], killed]
+    assert rows["status"].tolist()[:2] == ["keep", "crash"]
+    assert rows["description"].iloc[1].endswith("[crash: interrupted]")
+    assert len(rows) == 3 and (repo / "results.tsv.partial").exists()
+    r, experiments = branch_state(repo)
+    assert not r.is_dirty()
+    kept = set(rows.loc[rows["status"] == "keep", "commit"])
+    for c in r.iter_commits("autoresearch/t"):
+        if c.message.startswith(PREFIX):
+            assert c.hexsha[:7] in kept
+
+
+def test_optuna_loop_end_to_end_with_the_real_trainer(tmp_path, synthetic_home):
+    repo = make_repo(tmp_path / "real", fake_train=False)
+    env = {"NER_AR_HOME": str(synthetic_home)}
+    proc = agent_loop(repo, "--max-experiments", "4", "--confirm-repeats", "1", env=env)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out
+    rows = read_results(repo / "results.tsv")
+    assert len(rows) == 4 and rows["description"].iloc[0] == "baseline"
+    assert set(rows["status"]) <= {"keep", "discard", "crash"}
+    assert (rows["dev_f1"][rows["status"] != "crash"] > 0).all()
+    assert sorted(p.name for p in (repo / "runs" / "t").glob("*.log")) == [
+        "1.log", "2.log", "3.log", "4.log"
+    ]  # fmt: skip
+    assert (repo / "runs" / "t" / "optuna.db").exists()
+    r, experiments = branch_state(repo)
+    assert not r.is_dirty()
+    kept = rows[(rows["status"] == "keep") & (rows["description"] != "baseline")]
+    assert len(experiments) == len(kept)
+    assert r.head.commit.hexsha[:7] == rows.loc[rows["status"] == "keep", "commit"].iloc[-1]
