@@ -152,6 +152,7 @@ class ResearchLoop:
             self.best_f1 = statistics.fmean(outcome.f1s)
             self.best_commit, self.best_description = self.git.head(), desc
             self._append(self.git.head(), outcome, desc, "keep")
+            self.say(f"[{n}] keep: baseline {self.best_f1:.4f}")
         else:
             self._append(self.git.head(), outcome, desc)
             raise UserError(f"the baseline crashed ({outcome.reason}); see {self._log(n)}")
@@ -332,8 +333,8 @@ class ResearchLoop:
             "dev_f1": f"{statistics.fmean(f1s):.6f}" if f1s else "0.000000",
             "dev_f1_std": f"{statistics.stdev(f1s):.6f}" if len(f1s) > 1 else "0.000000",
             "repeats": len(f1s) or 1,
-            "memory_gb": s.get("peak_memory_gb", "0"),
-            "train_s": s.get("train_seconds", "0"),
+            "memory_gb": f"{_number(s.get('peak_memory_gb')):.2f}",
+            "train_s": f"{_number(s.get('train_seconds')):.1f}",
             "status": status,
             "description": description + (f" [{status}: {note}]" if note else ""),
         })  # fmt: skip
@@ -343,6 +344,13 @@ class ResearchLoop:
             return load_config(self.config_path).target
         except UserError:
             return ""
+
+
+def _number(text: str | None) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def _die_with_parent() -> None:
