@@ -7,9 +7,11 @@ initialised ModernBERT. It needs no download, so the demo and the tests run anyw
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import torch
+from tokenizers import Tokenizer
 from transformers import (
     AutoModel,
     AutoTokenizer,
@@ -103,6 +105,28 @@ def load_tokenizer(name: str, texts: list[Sentence] | None, cache_dir: Path):
     tok = AutoTokenizer.from_pretrained(name)
     if not tok.is_fast:
         raise ValueError(f"{name}: a fast tokenizer is needed for word alignment (word_ids)")
+    return with_word_prefix_space(tok)
+
+
+def with_word_prefix_space(tok):
+    """Byte-level BPE tokenizers (ModernBERT, RoBERTa) glue pre-split words together
+    ("is", "a" -> "is" "a" without the leading-space marker they have in running text) unless
+    each word gets a prefix space; ModernBERT's own tokenizer does not set it, and NER F1
+    suffers. transformers 5 ignores `add_prefix_space=` for it, so set it in the backend."""
+    state = json.loads(tok.backend_tokenizer.to_str())
+
+    def fix(node) -> bool:
+        if isinstance(node, dict):
+            hit = node.get("type") == "ByteLevel" and not node.get("add_prefix_space")
+            if hit:
+                node["add_prefix_space"] = True
+            return any([hit] + [fix(v) for v in node.values()])
+        if isinstance(node, list):
+            return any([fix(v) for v in node])
+        return False
+
+    if fix(state.get("pre_tokenizer")):
+        tok._tokenizer = Tokenizer.from_str(json.dumps(state))
     return tok
 
 

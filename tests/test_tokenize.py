@@ -79,3 +79,29 @@ def test_tiny_tokenizer_is_trained_once_and_model_reproducible_by_seed(tmp_path,
     m3 = load_encoder("tiny", t1, seed=4)
     assert any((a != b).any() for a, b in zip(m1.parameters(), m3.parameters()))
     assert m1.config.hidden_size == 128 and m1.config.num_hidden_layers == 4
+
+
+def test_byte_level_bpe_gets_a_prefix_space_per_word(tmp_path):
+    """A hub tokenizer like ModernBERT's (byte-level BPE) loaded through AutoTokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["[CLS]", "[SEP]", "[PAD]", "[UNK]"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )  # fmt: skip
+    bpe.train_from_iterator([" ".join(s.tokens) for s in generate("bc5cdr")["train"]], trainer)
+    PreTrainedTokenizerFast(
+        tokenizer_object=bpe, cls_token="[CLS]", sep_token="[SEP]", pad_token="[PAD]",
+        unk_token="[UNK]",
+    ).save_pretrained(tmp_path / "bbpe")  # fmt: skip
+    tok = load_tokenizer(str(tmp_path / "bbpe"), None, tmp_path)
+    words = ["Aspirin", "induced", "seizures"]
+    enc = tok([words], is_split_into_words=True, add_special_tokens=False)
+    pieces = tok.convert_ids_to_tokens(enc["input_ids"][0])
+    firsts = [pieces[enc.word_ids(0).index(w)] for w in range(3)]
+    assert all(p.startswith("Ġ") for p in firsts), pieces  # words are not glued together
+    assert tok.tokenize("induced") == tok.tokenize(" induced")
