@@ -7,7 +7,7 @@ PIP := .venv/bin/pip
 	$(PIP) install --quiet --upgrade pip
 	# The tested torch first: an unpinned torch would pull a multi-GB CUDA build on CPU machines.
 	$(PIP) install --quiet torch==2.13.0
-	$(PIP) install --quiet -e '.[dev]'
+	$(PIP) install --quiet -e '.[dev,ray]'
 	touch $@
 
 setup: .venv/installed

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,7 +97,7 @@ def cached_encode(
     enc = encode(sentences, tokenizer, max_length)
     path.parent.mkdir(parents=True, exist_ok=True)
     lens = torch.tensor([len(x) for x in enc.input_ids])
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # parallel runs never share a temp
     torch.save(
         {
             "ids": _flat(enc.input_ids),

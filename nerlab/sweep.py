@@ -1,0 +1,437 @@
+"""The transfer matrix: every (source -> target) curriculum against the target-only baseline.
+
+    python -m nerlab.sweep matrix --targets ncbi_disease,bc5cdr_chem \\
+        --sources bc5cdr_chem,ncbi_disease,linnaeus --repeats 3 --pretrain-fraction 0.5 \\
+        --base-config configs/current.yaml [--results matrix.tsv] [--set budget.seconds=120]
+    python -m nerlab.sweep matrix ... --workers 4                  # 4 runs at a time on Ray
+    python -m nerlab.sweep matrix ... --workers 8 --ray-address auto   # an existing cluster
+
+For each target: the baseline (the whole budget on the target) and, for each source, two stages
+(the source for --pretrain-fraction of the budget, then the target), each with --repeats seeds
+(base seed + r). Every run is a `train.py` subprocess; its row goes to a matrix file (its own
+schema, MATRIX_COLUMNS), written by this process only. Runs are ordered seed by seed, so an
+interrupted sweep leaves whole matrices with fewer seeds. Re-running the same command skips the
+cells (target, source, seed) that already have an `ok` row; crashed cells run again.
+
+A matrix file holds one protocol: the base config with its overrides and the pretrain fraction
+(target, curriculum, seed and repeats aside). Extending a file with another protocol is refused,
+so a changed budget cannot silently mix into old rows.
+
+Ray (`pip install -e .[ray]`) is imported only for --workers > 1 or --ray-address. Each run is
+one task with one GPU when the cluster has GPUs, else one CPU. On a cluster every node needs
+this repository, its environment and the prepared data at the same paths as the driver.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from filelock import FileLock
+
+from nerlab.config import ExperimentConfig, dump_config, head_key, load_config, parse_config
+from nerlab.errors import UserError
+from nerlab.results import clean, repair
+from nerlab.summary import parse_summary
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN_PY = ROOT / "train.py"
+BASELINE = "-"  # the source of a target-only run
+MATRIX_COLUMNS = [
+    "timestamp", "protocol", "target", "source", "fraction", "seed", "dev_f1", "train_s",
+    "total_s", "steps", "memory_gb", "device", "status", "reason",
+]  # fmt: skip
+MATRIX_STATUSES = ("ok", "crash")
+NUMERIC = ("fraction", "dev_f1", "train_s", "total_s", "memory_gb")
+Outcome = dict | BaseException  # what a run gives back: train.py's output, or a failed task
+PER_RUN = ("target", "curriculum", "seed", "repeats")  # what the sweep sets; not the protocol
+
+
+# -----------------------------------------------------------------------------
+# the matrix file: header once, rows appended under a lock (as results.tsv)
+
+
+def append_matrix_row(path: Path | str, row: dict) -> dict:
+    """Append one row (missing columns empty); returns the cells as written."""
+    path = Path(path)
+    unknown = set(row) - set(MATRIX_COLUMNS)
+    if unknown:
+        raise ValueError(f"unknown matrix columns: {sorted(unknown)}")
+    if row.get("status") not in MATRIX_STATUSES:
+        raise ValueError(f"status must be one of {MATRIX_STATUSES}, got {row.get('status')!r}")
+    row = {"timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"), **row}
+    cells = {c: clean(row.get(c, "")) for c in MATRIX_COLUMNS}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    repair(path)  # a row cut short by a killed sweep is set aside, not fused with this one
+    with FileLock(str(path) + ".lock"), open(path, "a", encoding="utf-8") as f:
+        if f.tell() == 0:
+            f.write("\t".join(MATRIX_COLUMNS) + "\n")
+        f.write("\t".join(cells[c] for c in MATRIX_COLUMNS) + "\n")
+    return cells
+
+
+def read_matrix(path: Path | str) -> pd.DataFrame:
+    """All rows; a missing, empty or malformed file is a UserError naming the line."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: matrix file not found (write one with: python -m nerlab.sweep)")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if not lines:
+        raise UserError(f"{path}: empty file (no header, no runs)")
+    if lines[0].split("\t") != MATRIX_COLUMNS:
+        raise UserError(f"{path}:1: expected the matrix header {' '.join(MATRIX_COLUMNS)}")
+    for n, line in enumerate(lines[1:], 2):
+        if line.count("\t") != len(MATRIX_COLUMNS) - 1:
+            raise UserError(
+                f"{path}:{n}: expected {len(MATRIX_COLUMNS)} tab-separated columns, "
+                f"found {line.count(chr(9)) + 1}"
+            )
+    df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    for c in NUMERIC:
+        df[c] = pd.to_numeric(df[c], errors="coerce")
+    for c in ("seed", "steps"):
+        df[c] = pd.to_numeric(df[c], errors="coerce").fillna(-1).astype(int)
+    return df
+
+
+# -----------------------------------------------------------------------------
+# the plan: which runs, with which configs
+
+
+@dataclass(frozen=True)
+class Cell:
+    target: str
+    source: str  # BASELINE for the target-only run
+    seed: int
+
+    def __str__(self) -> str:
+        via = "target only" if self.source == BASELINE else f"<- {self.source}"
+        return f"{self.target} {via}, seed {self.seed}"
+
+
+@dataclass(frozen=True)
+class Run:
+    cell: Cell
+    config_yaml: str  # the composed config, as train.py reads it
+
+
+def protocol_of(base: ExperimentConfig, fraction: float) -> str:
+    """Short hash of what every cell of one matrix shares: the base config (per-run fields
+    aside) and the pretrain fraction."""
+    shared = base.model_dump(mode="json", exclude=set(PER_RUN))
+    blob = json.dumps({"config": shared, "fraction": fraction}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+def compose(base: ExperimentConfig, cell: Cell, fraction: float) -> str:
+    """The config of one cell as YAML (validated: unknown corpora fail before any run)."""
+    raw = base.model_dump(mode="json", exclude_none=True)
+    if cell.source == BASELINE:
+        curriculum = [{"corpora": [cell.target], "fraction": 1.0}]
+    else:
+        curriculum = [
+            {"corpora": [cell.source], "fraction": fraction},
+            {"corpora": [cell.target], "fraction": 1.0 - fraction},
+        ]
+    raw.update(target=cell.target, curriculum=curriculum, seed=cell.seed, repeats=1)
+    return dump_config(parse_config(raw, source=f"matrix cell ({cell})"))
+
+
+def check_corpora(base: ExperimentConfig, targets: list[str], sources: list[str]) -> list[str]:
+    """Sources that can be trained on; a prepared corpus without a train split is skipped with
+    a note, an unprepared one (or a target without train and dev) is an error."""
+    store = base.store()
+    for name in targets:
+        missing = [s for s in ("train", "dev") if s not in _splits(base, name)]
+        if missing:
+            raise UserError(f"target {name!r} has no {' or '.join(missing)} split in {store.root}")
+    usable = []
+    for name in sources:
+        if "train" in _splits(base, name):
+            usable.append(name)
+        else:
+            print(f"skipping source {name}: it has no train split in {store.root}")
+    return usable
+
+
+def _splits(base: ExperimentConfig, name: str) -> dict:
+    store = base.store()
+    corpus = store.view(name).corpus
+    entry = store.entry(corpus)
+    if entry is None:
+        hint = " --synthetic" if base.data == "synthetic" else ""
+        raise UserError(
+            f"corpus {corpus!r} is not prepared in {store.root}; "
+            f"run: python prepare_data.py --corpora {corpus}{hint}"
+        )
+    return entry["splits"]
+
+
+def plan(
+    base: ExperimentConfig, targets: list[str], sources: list[str], repeats: int
+) -> list[Cell]:
+    """Seed-major order: all cells of seed 0 first, so a partial sweep is a whole matrix."""
+    store = base.store()
+    key = {name: head_key(store.view(name)) for name in [*targets, *sources]}
+    cells = []
+    for r in range(repeats):
+        for target in targets:
+            cells.append(Cell(target, BASELINE, base.seed + r))
+            # a source identical to the target (same corpus and types) is the baseline itself
+            cells += [Cell(target, s, base.seed + r) for s in sources if key[s] != key[target]]
+    return cells
+
+
+def done_cells(path: Path, protocol: str) -> set[Cell]:
+    """Cells with an `ok` row; rows of another protocol make the file unusable for this one."""
+    if not path.exists() or path.stat().st_size == 0:
+        return set()
+    df = read_matrix(path)
+    other = sorted(set(df["protocol"]) - {protocol})
+    if other:
+        raise UserError(
+            f"{path} holds runs of another protocol ({', '.join(other)}; this one is {protocol}):"
+            " the base config, --set overrides or --pretrain-fraction differ. Use another"
+            " --results file, or the settings those rows were made with"
+        )
+    ok = df[df["status"] == "ok"]
+    return {Cell(t, s, int(seed)) for t, s, seed in zip(ok["target"], ok["source"], ok["seed"])}
+
+
+# -----------------------------------------------------------------------------
+# one run: train.py in a subprocess (in this process, or inside a Ray task)
+
+
+def execute(config_yaml: str, home: str | None, timeout: float | None) -> dict:
+    """Run train.py on a config; returns its exit code and output. Never raises for a failed
+    run: the caller turns whatever came back into a row."""
+    env = dict(os.environ)  # inside Ray this carries the task's CUDA_VISIBLE_DEVICES
+    if home:
+        env["NER_AR_HOME"] = home
+    with tempfile.TemporaryDirectory(prefix="ner-sweep-") as tmp:
+        config = Path(tmp) / "config.yaml"
+        config.write_text(config_yaml)
+        cmd = [sys.executable, str(TRAIN_PY), "--config", str(config)]
+        try:
+            p = subprocess.run(
+                cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+            )
+        except subprocess.TimeoutExpired as e:
+            return {"returncode": None, "stdout": _text(e.stdout), "stderr": _text(e.stderr)}
+    return {"returncode": p.returncode, "stdout": p.stdout, "stderr": p.stderr}
+
+
+def _text(data: bytes | str | None) -> str:
+    return data.decode(errors="replace") if isinstance(data, bytes) else (data or "")
+
+
+def outcome_row(
+    cell: Cell, outcome: Outcome, protocol: str, fraction: float, timeout: float | None
+) -> dict:
+    """A matrix row from train.py's summary block, or a crash row saying why there is none."""
+    base = {
+        "protocol": protocol,
+        "target": cell.target,
+        "source": cell.source,
+        "fraction": fraction,
+        "seed": cell.seed,
+    }
+    summary = None if isinstance(outcome, BaseException) else parse_summary(outcome["stdout"])
+    if summary is None:
+        return {**base, "dev_f1": 0.0, "status": "crash", "reason": _why(outcome, timeout)}
+    return {
+        **base,
+        "dev_f1": summary.get("dev_f1", ""),
+        "train_s": summary.get("train_seconds", ""),
+        "total_s": summary.get("total_seconds", ""),
+        "steps": summary.get("steps", ""),
+        "memory_gb": summary.get("peak_memory_gb", ""),
+        "device": summary.get("device", ""),
+        "status": "ok" if summary["status"] == "ok" else "crash",
+        "reason": summary.get("reason", ""),
+    }
+
+
+def _why(outcome: Outcome, timeout: float | None) -> str:
+    """The reason of a run that printed no summary."""
+    if isinstance(outcome, BaseException):  # the Ray task itself failed
+        cause = getattr(outcome, "cause", None) or outcome  # RayTaskError wraps the original
+        lines = [x for x in str(cause).splitlines() if x.strip()]
+        return f"task failed: {type(cause).__name__}: {lines[0].strip() if lines else ''}"
+    if outcome["returncode"] is None:
+        return f"timed out after {timeout:g} s"
+    lines = [x for x in outcome["stderr"].splitlines() if x.strip()]
+    last = lines[-1].strip() if lines else "no output"
+    return f"train.py exited {outcome['returncode']} without a summary: {last}"
+
+
+# -----------------------------------------------------------------------------
+# execution: sequential, or as Ray tasks; either way yields (run, outcome or exception)
+
+
+def run_sequential(runs: list[Run], home: str | None, timeout: float | None):
+    for run in runs:
+        yield run, execute(run.config_yaml, home, timeout)
+
+
+def run_on_ray(
+    runs: list[Run],
+    home: str | None,
+    timeout: float | None,
+    workers: int,
+    address: str | None,
+    fn: Callable[..., dict] = execute,
+) -> Iterator[tuple[Run, Outcome]]:
+    """At most `workers` tasks in flight; outcomes in completion order. A task that fails (its
+    worker died, an exception) comes back as the exception, never stops the sweep."""
+    try:
+        import ray
+    except ImportError:
+        raise UserError(
+            "--workers > 1 and --ray-address need Ray: pip install -e '.[ray]'"
+        ) from None
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address)
+    try:
+        gpus = ray.cluster_resources().get("GPU", 0)  # the cluster's, not only this machine's
+        options = {"num_gpus": 1, "num_cpus": 1} if gpus else {"num_cpus": 1}
+        print(f"ray: {workers} workers, one {'GPU' if gpus else 'CPU'} per run")
+        task = ray.remote(fn).options(max_retries=0, **options)
+        queue, pending = list(runs), {}
+        while queue or pending:
+            while queue and len(pending) < workers:
+                run = queue.pop(0)
+                pending[task.remote(run.config_yaml, home, timeout)] = run
+            [ready], _ = ray.wait(list(pending), num_returns=1)
+            run = pending.pop(ready)
+            try:
+                outcome: Outcome = ray.get(ready)
+            except Exception as e:  # RayTaskError, WorkerCrashedError, ...
+                outcome = e
+            yield run, outcome
+    finally:
+        if started:
+            ray.shutdown()
+
+
+# -----------------------------------------------------------------------------
+# the command
+
+
+def sweep(args: argparse.Namespace) -> int:
+    if not 0 < args.pretrain_fraction < 1:
+        raise UserError(f"--pretrain-fraction must be in (0, 1), got {args.pretrain_fraction}")
+    if args.repeats < 1 or args.workers < 1:
+        raise UserError("--repeats and --workers must be at least 1")
+    targets, sources = _names(args.targets, "--targets"), _names(args.sources, "--sources")
+    base = load_config(args.base_config, args.set)
+    fraction = args.pretrain_fraction
+    protocol = protocol_of(base, fraction)
+    sources = check_corpora(base, targets, sources)
+    cells = plan(base, targets, sources, args.repeats)
+    results = Path(args.results)
+    done = done_cells(results, protocol)
+    runs = [Run(c, compose(base, c, fraction)) for c in cells if c not in done]
+    print(
+        f"matrix: {len(cells)} cells ({len(targets)} targets; baseline + {len(sources)} sources, "
+        f"a target never its own; {args.repeats} seeds): {len(cells) - len(runs)} done in "
+        f"{results}, {len(runs)} to run (protocol {protocol})"
+    )
+    if args.dry_run or not runs:
+        for run in runs:
+            print(f"  would run: {run.cell}")
+        return 0
+    home = os.environ.get("NER_AR_HOME")
+    use_ray = args.workers > 1 or args.ray_address
+    outcomes = (
+        run_on_ray(runs, home, args.timeout, args.workers, args.ray_address)
+        if use_ray
+        else run_sequential(runs, home, args.timeout)
+    )
+    logs = Path(args.logs) if args.logs else Path("runs") / results.stem
+    t0, crashes = time.perf_counter(), 0
+    for i, (run, outcome) in enumerate(outcomes, 1):
+        row = outcome_row(run.cell, outcome, protocol, fraction, args.timeout)
+        _write_log(logs, run, outcome)
+        append_matrix_row(results, row)
+        crashes += row["status"] == "crash"
+        note = f"crash: {row['reason']}" if row["status"] == "crash" else "ok"
+        print(f"[{i}/{len(runs)}] {run.cell}: dev_f1 {float(row['dev_f1']):.4f} ({note})")
+    print(
+        f"{len(runs)} runs in {time.perf_counter() - t0:.0f} s ({crashes} crashed) -> {results}; "
+        f"logs in {logs}/\nanalyse: python analyze.py matrix --results {results}"
+    )
+    return 0
+
+
+def _names(text: str, flag: str) -> list[str]:
+    names = list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    if not names:
+        raise UserError(f"{flag}: give comma-separated corpus names, e.g. ncbi_disease,bc5cdr_chem")
+    return names
+
+
+def _write_log(logs: Path, run: Run, outcome: Outcome) -> None:
+    c = run.cell
+    if isinstance(outcome, BaseException):
+        outcome = {"stdout": "", "stderr": repr(outcome)}
+    name = f"{c.target}__{'baseline' if c.source == BASELINE else c.source}__seed{c.seed}.log"
+    logs.mkdir(parents=True, exist_ok=True)
+    (logs / name.replace(":", "-")).write_text(
+        f"# config\n{run.config_yaml}\n# stdout\n{outcome['stdout']}\n# stderr\n{outcome['stderr']}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m nerlab.sweep",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    m = sub.add_parser("matrix", help="source -> target transfer matrix with repeats")
+    m.add_argument("--targets", required=True, help="comma-separated corpora or views")
+    m.add_argument("--sources", required=True, help="comma-separated corpora or views")
+    m.add_argument("--repeats", type=int, default=3, help="seeds per cell (default 3)")
+    m.add_argument(
+        "--pretrain-fraction", type=float, default=0.5, help="budget share of the source (0.5)"
+    )
+    m.add_argument(
+        "--base-config",
+        default="configs/current.yaml",
+        help="model, budget, optimiser... of every run (default configs/current.yaml)",
+    )
+    m.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a base config field, e.g. budget.seconds=120 (repeatable)",
+    )
+    m.add_argument("--results", default="matrix.tsv", help="the matrix file (default matrix.tsv)")
+    m.add_argument("--logs", help="train.py output per run (default runs/<results name>/)")
+    m.add_argument("--workers", type=int, default=1, help="runs at a time on Ray (default 1)")
+    m.add_argument("--ray-address", help="join this Ray cluster (default: start a local one)")
+    m.add_argument("--timeout", type=float, help="seconds before a run is killed (a crash row)")
+    m.add_argument("--dry-run", action="store_true", help="print the runs left, run nothing")
+    args = p.parse_args(argv)
+    return sweep(args)
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,230 @@
+"""analyze.py on logs written by the project's own writers (results.append_row and the sweep's
+append_matrix_row); every expected number is computed here independently (numpy, scipy)."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections import Counter
+
+import numpy as np
+import pytest
+from matplotlib.image import imread
+from scipy import stats as sps
+
+import analyze
+from nerlab.errors import UserError
+from nerlab.results import COLUMNS, append_row
+from nerlab.stats import diff_ci, mean_ci
+from nerlab.sweep import BASELINE, append_matrix_row
+from tests.conftest import run_script
+
+REASONS = ["loss is nan at step 12 (stage 1, ncbi_disease, lr 0.01)", "out of memory: CUDA"]
+
+
+def write_loop_log(path, n: int = 24, seed: int = 0) -> list[dict]:
+    """An agent-loop history: random F1s, kept when they beat the best so far, some crashes
+    (described as train.py records them), one hand run, and an earlier run of another target.
+    Returns the target's rows as written."""
+    rng = random.Random(seed)
+    append_row(path, {"commit": "old", "target": "linnaeus", "dev_f1": "0.9", "status": "ok"})
+    rows, best = [], -1.0
+    for i in range(n):
+        f1 = 0.6 + 0.2 * rng.random() + 0.004 * i
+        if i % 6 == 4:
+            row = {"dev_f1": "0.000000", "status": "crash",
+                   "description": f"try {i} [crash: {REASONS[i % 2]}]"}  # fmt: skip
+        elif i == 9:
+            row = {"dev_f1": f"{f1:.6f}", "status": "ok", "description": f"hand run {i}"}
+        else:
+            status = "keep" if f1 > best else "discard"
+            row = {"dev_f1": f"{f1:.6f}", "status": status, "description": f"idea {i}"}
+        cells = append_row(path, {"commit": f"c{i}", "target": "ncbi_disease", **row})
+        if cells["status"] in ("keep", "ok"):
+            best = max(best, float(cells["dev_f1"]))
+        rows.append(cells)
+    return rows
+
+
+def expected_running_best(rows: list[dict]) -> np.ndarray:
+    f1 = np.array([float(r["dev_f1"]) for r in rows])
+    kept = np.array([r["status"] in ("keep", "ok") for r in rows])
+    best = np.maximum.accumulate(np.where(kept, f1, -np.inf))
+    return np.where(np.isinf(best), np.nan, best)
+
+
+# -----------------------------------------------------------------------------
+# results.tsv: progress and summary
+
+
+def test_running_best_and_target_choice(tmp_path, capsys):
+    path = tmp_path / "results.tsv"
+    rows = write_loop_log(path)
+    df = analyze.load_experiments(path, None)  # the latest row's target, with a note
+    assert "holds 2 targets" in capsys.readouterr().err
+    assert df["target"].unique().tolist() == ["ncbi_disease"] and len(df) == len(rows)
+    np.testing.assert_allclose(analyze.running_best(df), expected_running_best(rows))
+    assert len(analyze.load_experiments(path, "linnaeus")) == 1
+
+
+def test_summary_json(tmp_path):
+    path = tmp_path / "results.tsv"
+    rows = write_loop_log(path)
+    r = run_script("analyze.py", "summary", "--results", str(path), "--json", home=tmp_path)
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    counts = Counter(x["status"] for x in rows)
+    assert s["counts"] == {k: counts[k] for k in ("keep", "discard", "crash", "ok")}
+    assert s["experiments"] == len(rows) and s["target"] == "ncbi_disease"
+    assert s["keep_rate"] == pytest.approx(counts["keep"] / (len(rows) - counts["ok"]))
+    best = expected_running_best(rows)
+    assert s["best"]["dev_f1"] == pytest.approx(best[-1])
+    assert rows[s["best"]["n"] - 1]["dev_f1"] == f"{best[-1]:.6f}"
+    # improvements: each row that raised the running best, by gain; the first has no gain
+    gains = [(i + 1, best[i] - best[i - 1]) for i in range(1, len(rows))
+             if not math.isnan(best[i - 1]) and best[i] > best[i - 1]]  # fmt: skip
+    top = sorted(gains, key=lambda g: -g[1])[: analyze.TOP_IMPROVEMENTS]
+    got = [(x["n"], x["delta"]) for x in s["improvements"] if x["delta"] is not None]
+    assert [n for n, _ in got] == [n for n, _ in top]
+    np.testing.assert_allclose([d for _, d in got], [d for _, d in top])
+    crashed = [r for r in rows if r["status"] == "crash"]
+    assert [x["reason"] for x in s["crashes"]] == [
+        REASONS[int(r["commit"][1:]) % 2] for r in crashed
+    ]
+    assert all("[crash:" not in x["description"] for x in s["crashes"])
+
+
+def test_summary_markdown(tmp_path):
+    path = tmp_path / "results.tsv"
+    rows = write_loop_log(path)
+    text = analyze.summary_markdown(analyze.summarize(analyze.load_experiments(path, None), path))
+    n_keep = sum(r["status"] == "keep" for r in rows)
+    assert f"| keep | {n_keep} |" in text and "## Top improvements" in text
+    assert f"| {REASONS[0]} |" in text and "Keep rate:" in text
+
+
+def test_progress_png(tmp_path):
+    path, out = tmp_path / "results.tsv", tmp_path / "plots" / "progress.png"
+    write_loop_log(path, n=40)
+    r = run_script("analyze.py", "progress", "--results", str(path), "--out", str(out),
+                   home=tmp_path)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    image = imread(out)
+    assert out.stat().st_size > 30_000
+    assert image.shape[0] >= 600 and image.shape[1] >= 1200  # inches x dpi 150
+    assert image[..., :3].std() > 0.05  # not a blank canvas
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "results file not found"),
+        ("", "empty file"),
+        ("HEADER", "no experiments recorded yet"),
+        ("HEADER2026-01-01\tc1\tncbi_disease\n", "expected 10 tab-separated columns, found 3"),
+        ("a\tb\n", "expected the header"),
+    ],
+)
+def test_bad_results_files_are_clear_errors(tmp_path, content, message):
+    path = tmp_path / "results.tsv"
+    if content is not None:
+        path.write_text(content.replace("HEADER", "\t".join(COLUMNS) + "\n"))
+    for command in ("summary", "progress"):
+        with pytest.raises(UserError, match=message):
+            analyze.main([command, "--results", str(path)])  # fails before any output
+
+
+def test_an_error_is_one_line_without_traceback(tmp_path):
+    r = run_script("analyze.py", "progress", "--results", str(tmp_path / "none.tsv"), home=tmp_path)
+    assert (
+        r.returncode == 1
+        and r.stderr == f"error: {tmp_path / 'none.tsv'}: results file not found\n"
+    )
+
+
+# -----------------------------------------------------------------------------
+# the transfer matrix
+
+
+def test_intervals_match_scipy():
+    a, b = [0.81, 0.84, 0.79, 0.86], [0.78, 0.77, 0.80]
+    low, high = sps.t.interval(0.95, len(a) - 1, loc=np.mean(a), scale=sps.sem(a))
+    iv = mean_ci(a)
+    assert iv.mean == pytest.approx(np.mean(a))
+    assert (iv.low, iv.high) == (pytest.approx(low), pytest.approx(high))
+    ci = sps.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    d = diff_ci(a, b)
+    assert d.mean == pytest.approx(np.mean(a) - np.mean(b))
+    assert (d.low, d.high) == (pytest.approx(ci.low), pytest.approx(ci.high))
+
+
+def write_matrix(path, seeds: int = 3) -> dict[tuple[str, str], list[float]]:
+    """Runs of a 2-target matrix: B helps A by ~5 points, C does nothing for A, nor A for B.
+    Returns the F1s as written, per (target, source)."""
+    rng = np.random.default_rng(0)
+    means = {("A", BASELINE): 0.70, ("A", "B"): 0.75, ("A", "C"): 0.70,
+             ("B", BASELINE): 0.80, ("B", "A"): 0.80}  # fmt: skip
+    written: dict[tuple[str, str], list[float]] = {}
+    for seed in range(seeds):
+        for (target, source), mean in means.items():
+            f1 = rng.normal(mean, 0.01)
+            cells = append_matrix_row(path, {"protocol": "p", "target": target, "source": source,
+                                             "fraction": 0.5, "seed": seed,
+                                             "dev_f1": f"{f1:.6f}", "status": "ok"})  # fmt: skip
+            written.setdefault((target, source), []).append(float(cells["dev_f1"]))
+    append_matrix_row(path, {"protocol": "p", "target": "A", "source": "C", "seed": 9,
+                             "dev_f1": 0.0, "status": "crash", "reason": "oom"})  # fmt: skip
+    return written
+
+
+def test_matrix_cells_against_scipy(tmp_path):
+    path = tmp_path / "matrix.tsv"
+    f1 = write_matrix(path)
+    cells, baselines = analyze.transfers(analyze.load_matrix(path))
+    assert {(c.target, c.source) for c in cells} == {("A", "B"), ("A", "C"), ("B", "A")}
+    for c in cells:
+        x, base = f1[(c.target, c.source)], f1[(c.target, BASELINE)]
+        ci = sps.ttest_ind(x, base, equal_var=False).confidence_interval(0.95)
+        assert c.n == len(x) == 3 and c.n_base == 3  # the crashed run is left out
+        assert c.delta.mean == pytest.approx(np.mean(x) - np.mean(base))
+        assert c.delta.half_width == pytest.approx((ci.high - ci.low) / 2)
+        assert c.significant == (ci.low > 0 or ci.high < 0)
+    by = {(c.target, c.source): c for c in cells}
+    assert by[("A", "B")].significant and not by[("A", "C")].significant  # both kinds of cell
+    assert baselines["A"].mean == pytest.approx(np.mean(f1[("A", BASELINE)]))
+    [pair] = analyze.asymmetries(cells)
+    assert (pair["a"], pair["b"]) == ("A", "B")
+    expected = (np.mean(f1[("B", "A")]) - np.mean(f1[("B", BASELINE)])) - (
+        np.mean(f1[("A", "B")]) - np.mean(f1[("A", BASELINE)])
+    )  # Δ(A -> B) - Δ(B -> A): A as source for target B, minus B as source for target A
+    assert pair["asymmetry"] == pytest.approx(expected)
+
+
+def test_matrix_command_table_and_heatmap(tmp_path):
+    path, out = tmp_path / "matrix.tsv", tmp_path / "matrix.png"
+    f1 = write_matrix(path)
+    r = run_script("analyze.py", "matrix", "--results", str(path), "--out", str(out),
+                   home=tmp_path)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    x, base = f1[("A", "B")], f1[("A", BASELINE)]
+    ci = sps.ttest_ind(x, base, equal_var=False).confidence_interval(0.95)
+    label = f"{100 * (np.mean(x) - np.mean(base)):+.1f} ± {50 * (ci.high - ci.low):.1f}"
+    assert (
+        f"| A | B | {100 * np.mean(base):.1f} | {100 * np.mean(x):.1f} | {label} | 3/3 | yes |"
+        in (r.stdout)
+    )
+    assert "| B | A |" in r.stdout and "| ns |" in r.stdout and "| A ↔ B |" in r.stdout
+    assert "1 crashed runs left out" in r.stderr
+    image = imread(out)
+    assert out.stat().st_size > 20_000 and image.shape[0] >= 400 and image.shape[1] >= 1000
+    assert image[..., :3].std() > 0.05
+
+
+def test_matrix_errors(tmp_path):
+    path = tmp_path / "matrix.tsv"
+    r = run_script("analyze.py", "matrix", "--results", str(path), home=tmp_path)
+    assert r.returncode == 1 and "matrix file not found" in r.stderr
+    append_matrix_row(path, {"target": "A", "source": BASELINE, "seed": 0, "status": "crash"})
+    r = run_script("analyze.py", "matrix", "--results", str(path), home=tmp_path)
+    assert r.returncode == 1 and "every run crashed" in r.stderr and "Traceback" not in r.stderr
