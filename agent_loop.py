@@ -72,6 +72,9 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0, help="seed of the optuna sampler")
     args = p.parse_args()
     agent = args.agent or ("anthropic" if os.environ.get("ANTHROPIC_API_KEY") else "optuna")
+    if agent == "anthropic" and not os.environ.get("ANTHROPIC_API_KEY"):
+        raise UserError("--agent anthropic needs ANTHROPIC_API_KEY in the environment "
+                        "(or use --agent optuna, which needs no key)")  # fmt: skip
     if args.model is None:
         from nerlab.agents.claude import DEFAULT_MODEL
 

@@ -208,3 +208,13 @@ def test_optuna_loop_end_to_end_with_the_real_trainer(tmp_path, synthetic_home):
     kept = rows[(rows["status"] == "keep") & (rows["description"] != "baseline")]
     assert len(experiments) == len(kept)
     assert r.head.commit.hexsha[:7] == rows.loc[rows["status"] == "keep", "commit"].iloc[-1]
+
+
+def test_anthropic_agent_without_a_key_is_a_clear_error(repo):
+    env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "agent_loop.py"), "--tag", "t", "--agent", "anthropic"],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 1
+    assert r.stderr.strip().startswith("error: --agent anthropic needs ANTHROPIC_API_KEY")
