@@ -1,5 +1,7 @@
 """results.tsv: the experiment log. Tab-separated, header written once, rows appended under a
-file lock, never rewritten except to set aside a partial last line left by a killed writer."""
+file lock, never rewritten except to set aside a partial last line left by a killed writer.
+
+append_tsv and read_tsv are that format for any columns; the sweep's matrix file uses them too."""
 
 from __future__ import annotations
 
@@ -25,22 +27,89 @@ def clean(text: object) -> str:
 
 def append_row(path: Path | str, row: dict) -> dict:
     """Append one row (missing columns empty); returns the row as written."""
+    return append_tsv(path, COLUMNS, STATUSES, row, kind="results")
+
+
+def read_results(path: Path | str) -> pd.DataFrame:
+    """All rows; a malformed file is an error naming the line, never silently dropped rows."""
     path = Path(path)
-    unknown = set(row) - set(COLUMNS)
+    if not path.exists():
+        raise UserError(f"{path}: results file not found")
+    return read_tsv(
+        path,
+        COLUMNS,
+        numeric=("dev_f1", "dev_f1_std", "memory_gb", "train_s"),
+        integers={"repeats": 0},
+        partial="results.tsv.partial",
+    )
+
+
+# -----------------------------------------------------------------------------
+# any such log (results.tsv, the sweep's matrix file): one writer's row at a time
+
+
+def append_tsv(
+    path: Path | str, columns: list[str], statuses: tuple[str, ...], row: dict, *, kind: str
+) -> dict:
+    """Append one row (missing columns empty, `timestamp` now unless given) to a TSV log of
+    `columns`, under a file lock, the header first when the file is new or empty; a partial last
+    line left by a killed writer is set aside first. Returns the cells as written. An unknown
+    column or a status not in `statuses` is a ValueError (`kind` names the log)."""
+    path = Path(path)
+    unknown = set(row) - set(columns)
     if unknown:
-        raise ValueError(f"unknown results columns: {sorted(unknown)}")
-    if row.get("status") not in STATUSES:
-        raise ValueError(f"status must be one of {STATUSES}, got {row.get('status')!r}")
-    row = {"timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"), **row}
-    cells = {c: clean(row.get(c, "")) for c in COLUMNS}
+        raise ValueError(f"unknown {kind} columns: {sorted(unknown)}")
+    if row.get("status") not in statuses:
+        raise ValueError(f"status must be one of {statuses}, got {row.get('status')!r}")
+    if "timestamp" in columns:
+        row = {"timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"), **row}
+    cells = {c: clean(row.get(c, "")) for c in columns}
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
         _set_aside_partial_line(path)
         with open(path, "a", encoding="utf-8") as f:
             if f.tell() == 0:
-                f.write("\t".join(COLUMNS) + "\n")
-            f.write("\t".join(cells[c] for c in COLUMNS) + "\n")
+                f.write("\t".join(columns) + "\n")
+            f.write("\t".join(cells[c] for c in columns) + "\n")
     return cells
+
+
+def read_tsv(
+    path: Path | str,
+    columns: list[str],
+    numeric: tuple[str, ...] = (),
+    integers: dict[str, int] | None = None,
+    *,
+    header: str = "header",
+    partial: str | None = None,
+) -> pd.DataFrame:
+    """The rows of a TSV log written by append_tsv: every cell a string, but the `numeric`
+    columns (floats, NaN where empty or not a number) and the `integers` ones (ints, the given
+    value where empty). A malformed file is a UserError naming file:line, never silently dropped
+    rows: a first line other than `columns` ("expected the <header> ..."), a line with another
+    number of cells, and, where `partial` names the file the next append sets it aside in, a last
+    line without its newline (a writer killed mid-row)."""
+    path = Path(path)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if partial and lines and not path.read_bytes().endswith(b"\n"):
+        raise UserError(
+            f"{path}:{len(lines)}: last line is incomplete (a writer was killed mid-row); "
+            f"the next append sets it aside in {partial}"
+        )
+    if not lines or lines[0].split("\t") != columns:
+        raise UserError(f"{path}:1: expected the {header} {' '.join(columns)}")
+    for n, line in enumerate(lines[1:], 2):
+        if line.count("\t") != len(columns) - 1:
+            raise UserError(
+                f"{path}:{n}: expected {len(columns)} tab-separated columns, "
+                f"found {line.count(chr(9)) + 1}"
+            )
+    df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    for c in numeric:
+        df[c] = pd.to_numeric(df[c], errors="coerce")
+    for c, empty in (integers or {}).items():
+        df[c] = pd.to_numeric(df[c], errors="coerce").fillna(empty).astype(int)
+    return df
 
 
 def repair(path: Path | str) -> None:
@@ -64,29 +133,3 @@ def _set_aside_partial_line(path: Path) -> None:
     with open(path, "r+b") as f:
         f.truncate(cut)
     print(f"warning: {path}: set aside a partial last line in {path}.partial")
-
-
-def read_results(path: Path | str) -> pd.DataFrame:
-    """All rows; a malformed file is an error naming the line, never silently dropped rows."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: results file not found")
-    lines = path.read_text(encoding="utf-8").splitlines()
-    if lines and not path.read_bytes().endswith(b"\n"):
-        raise UserError(
-            f"{path}:{len(lines)}: last line is incomplete (a writer was killed mid-row); "
-            "the next append sets it aside in results.tsv.partial"
-        )
-    if not lines or lines[0].split("\t") != COLUMNS:
-        raise UserError(f"{path}:1: expected the header {' '.join(COLUMNS)}")
-    for n, line in enumerate(lines[1:], 2):
-        if line.count("\t") != len(COLUMNS) - 1:
-            raise UserError(
-                f"{path}:{n}: expected {len(COLUMNS)} tab-separated columns, "
-                f"found {line.count(chr(9)) + 1}"
-            )
-    df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    for c in ("dev_f1", "dev_f1_std", "memory_gb", "train_s"):
-        df[c] = pd.to_numeric(df[c], errors="coerce")
-    df["repeats"] = pd.to_numeric(df["repeats"], errors="coerce").fillna(0).astype(int)
-    return df

@@ -37,7 +37,7 @@ class Interval:
 
     @property
     def excludes_zero(self) -> bool:
-        return not math.isnan(self.half_width) and (self.low > 0 or self.high < 0)
+        return bool(not math.isnan(self.half_width) and (self.low > 0 or self.high < 0))
 
 
 def mean_ci(values: list[float], confidence: float = 0.95) -> Interval:

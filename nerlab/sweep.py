@@ -37,11 +37,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from filelock import FileLock
 
 from nerlab.config import ExperimentConfig, dump_config, head_key, load_config, parse_config
 from nerlab.errors import UserError
-from nerlab.results import clean, repair
+from nerlab.results import append_tsv, read_tsv, repair
 from nerlab.summary import parse_summary
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,21 +62,7 @@ PER_RUN = ("target", "curriculum", "seed", "repeats")  # what the sweep sets; no
 
 def append_matrix_row(path: Path | str, row: dict) -> dict:
     """Append one row (missing columns empty); returns the cells as written."""
-    path = Path(path)
-    unknown = set(row) - set(MATRIX_COLUMNS)
-    if unknown:
-        raise ValueError(f"unknown matrix columns: {sorted(unknown)}")
-    if row.get("status") not in MATRIX_STATUSES:
-        raise ValueError(f"status must be one of {MATRIX_STATUSES}, got {row.get('status')!r}")
-    row = {"timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"), **row}
-    cells = {c: clean(row.get(c, "")) for c in MATRIX_COLUMNS}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    repair(path)  # a row cut short by a killed sweep is set aside, not fused with this one
-    with FileLock(str(path) + ".lock"), open(path, "a", encoding="utf-8") as f:
-        if f.tell() == 0:
-            f.write("\t".join(MATRIX_COLUMNS) + "\n")
-        f.write("\t".join(cells[c] for c in MATRIX_COLUMNS) + "\n")
-    return cells
+    return append_tsv(path, MATRIX_COLUMNS, MATRIX_STATUSES, row, kind="matrix")
 
 
 def read_matrix(path: Path | str) -> pd.DataFrame:
@@ -85,23 +70,10 @@ def read_matrix(path: Path | str) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: matrix file not found (write one with: python -m nerlab.sweep)")
-    lines = path.read_text(encoding="utf-8").splitlines()
-    if not lines:
+    if path.stat().st_size == 0:
         raise UserError(f"{path}: empty file (no header, no runs)")
-    if lines[0].split("\t") != MATRIX_COLUMNS:
-        raise UserError(f"{path}:1: expected the matrix header {' '.join(MATRIX_COLUMNS)}")
-    for n, line in enumerate(lines[1:], 2):
-        if line.count("\t") != len(MATRIX_COLUMNS) - 1:
-            raise UserError(
-                f"{path}:{n}: expected {len(MATRIX_COLUMNS)} tab-separated columns, "
-                f"found {line.count(chr(9)) + 1}"
-            )
-    df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    for c in NUMERIC:
-        df[c] = pd.to_numeric(df[c], errors="coerce")
-    for c in ("seed", "steps"):
-        df[c] = pd.to_numeric(df[c], errors="coerce").fillna(-1).astype(int)
-    return df
+    integers = {"seed": -1, "steps": -1}
+    return read_tsv(path, MATRIX_COLUMNS, NUMERIC, integers, header="matrix header")
 
 
 # -----------------------------------------------------------------------------
@@ -196,6 +168,7 @@ def done_cells(path: Path, protocol: str) -> set[Cell]:
     """Cells with an `ok` row; rows of another protocol make the file unusable for this one."""
     if not path.exists() or path.stat().st_size == 0:
         return set()
+    repair(path)  # a row torn by a killed sweep is set aside, so the sweep can resume
     df = read_matrix(path)
     other = sorted(set(df["protocol"]) - {protocol})
     if other:

@@ -1,5 +1,6 @@
-"""analyze.py on logs written by the project's own writers (results.append_row and the sweep's
-append_matrix_row); every expected number is computed here independently (numpy, scipy)."""
+"""analyze.py and nerlab.analysis on logs written by the project's own writers (results.append_row
+and the sweep's append_matrix_row); every expected number is computed here independently (numpy,
+scipy)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from matplotlib.image import imread
 from scipy import stats as sps
 
 import analyze
+from nerlab import analysis
 from nerlab.errors import UserError
 from nerlab.results import COLUMNS, append_row
 from nerlab.stats import diff_ci, mean_ci
@@ -61,11 +63,11 @@ def expected_running_best(rows: list[dict]) -> np.ndarray:
 def test_running_best_and_target_choice(tmp_path, capsys):
     path = tmp_path / "results.tsv"
     rows = write_loop_log(path)
-    df = analyze.load_experiments(path, None)  # the latest row's target, with a note
+    df = analysis.load_experiments(path, None)  # the latest row's target, with a note
     assert "holds 2 targets" in capsys.readouterr().err
     assert df["target"].unique().tolist() == ["ncbi_disease"] and len(df) == len(rows)
-    np.testing.assert_allclose(analyze.running_best(df), expected_running_best(rows))
-    assert len(analyze.load_experiments(path, "linnaeus")) == 1
+    np.testing.assert_allclose(analysis.running_best(df), expected_running_best(rows))
+    assert len(analysis.load_experiments(path, "linnaeus")) == 1
 
 
 def test_summary_json(tmp_path):
@@ -84,7 +86,7 @@ def test_summary_json(tmp_path):
     # improvements: each row that raised the running best, by gain; the first has no gain
     gains = [(i + 1, best[i] - best[i - 1]) for i in range(1, len(rows))
              if not math.isnan(best[i - 1]) and best[i] > best[i - 1]]  # fmt: skip
-    top = sorted(gains, key=lambda g: -g[1])[: analyze.TOP_IMPROVEMENTS]
+    top = sorted(gains, key=lambda g: -g[1])[: analysis.TOP_IMPROVEMENTS]
     got = [(x["n"], x["delta"]) for x in s["improvements"] if x["delta"] is not None]
     assert [n for n, _ in got] == [n for n, _ in top]
     np.testing.assert_allclose([d for _, d in got], [d for _, d in top])
@@ -98,7 +100,8 @@ def test_summary_json(tmp_path):
 def test_summary_markdown(tmp_path):
     path = tmp_path / "results.tsv"
     rows = write_loop_log(path)
-    text = analyze.summary_markdown(analyze.summarize(analyze.load_experiments(path, None), path))
+    s = analysis.summarize(analysis.load_experiments(path, None), path)
+    text = analysis.summary_markdown(s)
     n_keep = sum(r["status"] == "keep" for r in rows)
     assert f"| keep | {n_keep} |" in text and "## Top improvements" in text
     assert f"| {REASONS[0]} |" in text and "Keep rate:" in text
@@ -181,7 +184,7 @@ def write_matrix(path, seeds: int = 3) -> dict[tuple[str, str], list[float]]:
 def test_matrix_cells_against_scipy(tmp_path):
     path = tmp_path / "matrix.tsv"
     f1 = write_matrix(path)
-    cells, baselines = analyze.transfers(analyze.load_matrix(path))
+    cells, baselines = analysis.transfers(analysis.load_matrix(path))
     assert {(c.target, c.source) for c in cells} == {("A", "B"), ("A", "C"), ("B", "A")}
     for c in cells:
         x, base = f1[(c.target, c.source)], f1[(c.target, BASELINE)]
@@ -193,12 +196,17 @@ def test_matrix_cells_against_scipy(tmp_path):
     by = {(c.target, c.source): c for c in cells}
     assert by[("A", "B")].significant and not by[("A", "C")].significant  # both kinds of cell
     assert baselines["A"].mean == pytest.approx(np.mean(f1[("A", BASELINE)]))
-    [pair] = analyze.asymmetries(cells)
+    [pair] = analysis.asymmetries(cells)
     assert (pair["a"], pair["b"]) == ("A", "B")
     expected = (np.mean(f1[("B", "A")]) - np.mean(f1[("B", BASELINE)])) - (
         np.mean(f1[("A", "B")]) - np.mean(f1[("A", BASELINE)])
     )  # Δ(A -> B) - Δ(B -> A): A as source for target B, minus B as source for target A
     assert pair["asymmetry"] == pytest.approx(expected)
+    # --json: the same numbers, a one-seed interval's half width as null
+    got = json.loads(json.dumps(analysis.matrix_json(cells)))
+    assert got["asymmetry"] == [pair] and len(got["cells"]) == len(cells)
+    assert got["cells"][0]["delta"]["half_width"] == pytest.approx(cells[0].delta.half_width)
+    assert got["cells"][0]["significant"] == cells[0].significant
 
 
 def test_matrix_command_table_and_heatmap(tmp_path):

@@ -3,7 +3,7 @@ import multiprocessing
 import pytest
 
 from nerlab.errors import UserError
-from nerlab.results import COLUMNS, append_row, read_results
+from nerlab.results import COLUMNS, append_row, append_tsv, read_results, read_tsv
 from nerlab.summary import KEYS, format_summary, parse_summary
 
 
@@ -49,6 +49,27 @@ def test_missing_or_headerless_file(tmp_path):
     (tmp_path / "bad.tsv").write_text("a\tb\n")
     with pytest.raises(UserError, match="bad.tsv:1: expected the header"):
         read_results(tmp_path / "bad.tsv")
+
+
+def test_generic_tsv_log(tmp_path):
+    """append_tsv/read_tsv on other columns (no timestamp): conversions, and the checks."""
+    path, cols = tmp_path / "log.tsv", ["name", "k", "x", "status"]
+    append_tsv(path, cols, ("ok",), {"name": "a", "k": 3, "x": "0.5", "status": "ok"}, kind="log")
+    append_tsv(path, cols, ("ok",), {"name": "b", "status": "ok"}, kind="log")
+    assert path.read_text().splitlines()[0] == "name\tk\tx\tstatus"
+    df = read_tsv(path, cols, numeric=("x",), integers={"k": -1})
+    assert df["k"].tolist() == [3, -1] and df["x"].iloc[0] == 0.5 and df["x"].isna().iloc[1]
+    with pytest.raises(ValueError, match="unknown log columns"):
+        append_tsv(path, cols, ("ok",), {"y": 1, "status": "ok"}, kind="log")
+    with pytest.raises(UserError, match="log.tsv:1: expected the log header name k x y status"):
+        read_tsv(path, ["name", "k", "x", "y", "status"], header="log header")
+    with open(path, "a") as f:
+        f.write("c\t1")  # a writer killed mid-row: without `partial`, checked as any line
+    with pytest.raises(UserError, match="log.tsv:4: expected 4 tab-separated columns, found 2"):
+        read_tsv(path, cols)
+    append_tsv(path, cols, ("ok",), {"name": "d", "status": "ok"}, kind="log")
+    assert read_tsv(path, cols)["name"].tolist() == ["a", "b", "d"]
+    assert (tmp_path / "log.tsv.partial").read_text() == "c\t1\n"
 
 
 def _append_many(args):

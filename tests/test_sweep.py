@@ -88,6 +88,16 @@ def test_a_file_of_another_protocol_is_refused(synthetic_home, monkeypatch, tmp_
         sweep.main(["matrix", *MATRIX_ARGS[3:], "--results", str(results), "--dry-run"])
 
 
+def test_a_row_torn_by_a_killed_sweep_is_set_aside_on_resume(tmp_path):
+    path = tmp_path / "m.tsv"
+    sweep.append_matrix_row(path, {"protocol": "p", "target": "t", "source": BASELINE,
+                                   "seed": 0, "status": "ok"})  # fmt: skip
+    with open(path, "a") as f:
+        f.write("2026-01-01T00:00:00\tp\tt")  # killed mid-row
+    assert sweep.done_cells(path, "p") == {Cell("t", BASELINE, 0)}
+    assert (tmp_path / "m.tsv.partial").read_text() == "2026-01-01T00:00:00\tp\tt\n"
+
+
 # -----------------------------------------------------------------------------
 # the matrix file and the rows made from a run's outcome
 
