@@ -14,11 +14,10 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import sys
 from pathlib import Path
 
 from nerlab.config import load_config
-from nerlab.errors import UserError
+from nerlab.errors import UserError, run_cli
 from nerlab.loop import LoopOptions, ResearchLoop
 from nerlab.stats import NOISE_MARGIN
 
@@ -102,8 +101,4 @@ def _interrupt(signum, frame):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+    run_cli(main)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from nerlab.analysis import (
@@ -32,7 +31,7 @@ from nerlab.analysis import (
     summary_markdown,
     transfers,
 )
-from nerlab.errors import UserError
+from nerlab.errors import UserError, run_cli
 from nerlab.plots import plot_matrix, plot_progress
 
 
@@ -80,8 +79,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+    run_cli(main)

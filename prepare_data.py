@@ -9,14 +9,13 @@ python prepare_data.py --corpora ncbi_disease,bc5cdr --force
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from tqdm import tqdm
 
 from nerlab import prepare
 from nerlab.corpora import CORPORA
-from nerlab.errors import UserError
+from nerlab.errors import run_cli
 from nerlab.store import Store, data_root
 
 
@@ -62,8 +61,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+    run_cli(main)

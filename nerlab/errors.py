@@ -1,5 +1,19 @@
 """One exception type for every user-facing problem: the scripts print it as one line."""
 
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
 
 class UserError(Exception):
     """Bad input (data, config, arguments): the message says what and where, no traceback."""
+
+
+def run_cli(main: Callable[[], int]) -> None:
+    """Run a script's main: a UserError becomes `error: ...` on stderr and exit code 1."""
+    try:
+        sys.exit(main())
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)

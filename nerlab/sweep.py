@@ -39,7 +39,7 @@ from pathlib import Path
 import pandas as pd
 
 from nerlab.config import ExperimentConfig, dump_config, head_key, load_config, parse_config
-from nerlab.errors import UserError
+from nerlab.errors import UserError, run_cli
 from nerlab.results import append_tsv, read_tsv, repair
 from nerlab.summary import parse_summary
 
@@ -403,8 +403,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+    run_cli(main)
