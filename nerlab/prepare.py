@@ -112,7 +112,8 @@ def load_hub(name: str) -> Loaded:  # pragma: no cover - needs the hub; conversi
     try:
         ds = datasets.load_dataset(src.repo, src.config, revision=src.revision)
     except Exception as e:  # network, auth, moved repo: one line, with the id to check
-        raise UserError(f"{name}: could not load {src.repo} from the hub: {e}") from e
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"{name}: could not load {src.repo} from the hub: {first}") from e
     splits, missing = {}, {}
     for split in SPLITS:
         hub_split = src.splits.get(split)
