@@ -19,6 +19,7 @@ import resource
 import statistics
 import sys
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from torch import nn
 from nerlab.batches import endless, eval_order, padded
 from nerlab.budget import Progress, lr_factor
 from nerlab.config import ExperimentConfig, head_key, load_config
-from nerlab.conll import Sentence, restrict_tags
+from nerlab.conll import Sentence, restrict_tags, to_iob2
 from nerlab.corpora import View
 from nerlab.errors import UserError
 from nerlab.heads import TokenHead
@@ -276,7 +277,8 @@ def predict(model, task: Task, cfg, device, autocast, pad_id) -> list[list[str]]
             positions = [w for w in enc.word_index[i] if w >= 0]
             for w, tag in zip(positions, tags[row]):
                 out[enc.sentence[i]][w] = tag
-    return out
+    # IOB2 repair on whole sentences, so an entity that spans two windows stays one entity
+    return [to_iob2(tags)[0] for tags in out]
 
 
 # -----------------------------------------------------------------------------
@@ -330,6 +332,10 @@ def main() -> int:
         summary.update(status="crash", reason=str(e))
     except torch.OutOfMemoryError as e:
         summary.update(status="crash", reason=f"out of memory: {str(e).splitlines()[0]}")
+    except Exception as e:  # hub, tokenizer, compiler, CUDA...: still a summary and a row
+        traceback.print_exc()
+        first = (str(e).strip().splitlines() or [""])[0]
+        summary.update(status="crash", reason=f"{type(e).__name__}: {first}"[:300])
     summary["total_seconds"] = time.perf_counter() - t0
     if "device" in summary and summary["status"] == "crash":
         summary["peak_memory_gb"] = peak_memory_gb(torch.device(summary["device"]))

@@ -139,7 +139,8 @@ def _describe(err: dict) -> str:
     if err["type"] == "extra_forbidden":
         return f"{field}: unknown field"
     if err["type"] == "literal_error":
-        return f"{field}: {err['msg'].replace('Input should be', 'must be')} (got {err['input']!r})"
+        allowed = err["msg"].replace("Input should be", "must be")
+        return f"{field}: {allowed} (got {repr(err['input'])[:80]})"  # capped: input is untrusted
     msg = err["msg"].removeprefix("Value error, ")
     return f"{field}: {msg}"
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nerlab.conll import to_iob2
 from nerlab.tokenize import IGNORE
 
 NEG = -1e4  # "impossible" transition score; finite so sums stay finite
@@ -42,12 +41,13 @@ class TokenHead(nn.Module):
 
     @torch.no_grad()
     def decode(self, states: torch.Tensor, labels_mask: torch.Tensor) -> list[list[str]]:
-        """Tags of the labelled (first-subword) positions of each row, as IOB2 strings."""
+        """Tags of the labelled (first-subword) positions of each row. CRF output is valid IOB2;
+        argmax output is raw: repair it with `to_iob2` once windows are stitched to sentences."""
         scores = self.emissions(states)
         if self.crf is None:
             ids = scores.argmax(-1)
             rows = [ids[b][labels_mask[b]].tolist() for b in range(ids.size(0))]
-            return [to_iob2([self.labels[i] for i in r])[0] for r in rows]
+            return [[self.labels[i] for i in r] for r in rows]  # repaired per sentence by caller
         em, _, mask = gather_words(scores, torch.where(labels_mask, 0, IGNORE))
         return [[self.labels[i] for i in r] for r in self.crf.viterbi(em, mask)]
 

@@ -27,7 +27,7 @@ import pandas as pd
 import yaml
 
 from nerlab import stats
-from nerlab.agents import Context, Proposal, ProposalError, Proposer
+from nerlab.agents import Context, Proposal, ProposalError, Proposer, ProposerUnavailable
 from nerlab.config import ExperimentConfig, dump_config, load_config, parse_config
 from nerlab.errors import UserError
 from nerlab.gitops import RunBranch
@@ -35,6 +35,7 @@ from nerlab.results import append_row, read_results, repair
 from nerlab.summary import parse_summary
 
 MAX_PROPOSAL_TRIES = 3
+MAX_CONFIG_CHARS = 8000  # a config is a few hundred characters; refuse anything absurd
 STARTUP_ALLOWANCE = 300.0  # seconds for imports, data, model download, evaluation
 STEPS_MODE_TIMEOUT = 1800.0  # a steps budget has no wall-clock bound of its own
 SEED_LINE = re.compile(r"^seed (\d+): \w+_f1 ([0-9.]+)", re.MULTILINE)
@@ -75,6 +76,8 @@ class ResearchLoop:
         self.best_description = ""
         self.child: subprocess.Popen | None = None
         self.interrupted = False  # Ctrl-C during a run: finish its row, then stop
+        self.best_path = self.runs_dir / "best.json"
+        self.fixed: dict = {}
 
     # -- setup and recovery -----------------------------------------------------------
 
@@ -86,13 +89,14 @@ class ResearchLoop:
         if self.results_path.exists():
             repair(self.results_path)  # a row torn by a kill is set aside, not lost
         self._recover()
-        rows = self._rows()
-        kept = rows[(rows["commit"] == self.git.head()) & (rows["status"] == "keep")]
-        if len(kept):
-            self.best_f1 = float(kept["dev_f1"].iloc[-1])
-            self.best_commit = self.git.head()
-            self.best_description = kept["description"].iloc[-1]
+        # The best is this tag's own record: a new tag branched from another run's commit
+        # must run its own baseline, not inherit that run's score.
+        best = json.loads(self.best_path.read_text()) if self.best_path.exists() else None
+        if best and best["commit"] == self.git.head():
+            self.best_f1, self.best_commit = best["dev_f1"], best["commit"]
+            self.best_description = best["description"]
             self.say(f"best so far: {self.best_f1:.4f} at {self.best_commit}")
+        self.fixed = self._fixed_fields(load_config(self.config_path))
 
     def _rows(self):
         if not self.results_path.exists():
@@ -138,7 +142,7 @@ class ResearchLoop:
             self.say("interrupted: rows are written and git is at the best commit")
         finally:
             self._recover()  # an experiment commit made just before the interrupt
-            if self.best_commit and self.git.head() != self.best_commit:
+            if self.best_commit:  # also undoes a config written but not yet committed
                 self.git.reset_to(self.best_commit)
 
     def baseline(self) -> None:
@@ -149,9 +153,8 @@ class ResearchLoop:
         outcome = self._train(n, cfg)
         desc = "baseline"
         if outcome.status == "ok":
-            self.best_f1 = statistics.fmean(outcome.f1s)
-            self.best_commit, self.best_description = self.git.head(), desc
             self._append(self.git.head(), outcome, desc, "keep")
+            self._set_best(statistics.fmean(outcome.f1s), self.git.head(), desc)
             self.say(f"[{n}] keep: baseline {self.best_f1:.4f}")
         else:
             self._append(self.git.head(), outcome, desc)
@@ -172,14 +175,13 @@ class ResearchLoop:
         outcome = self._train(n, cfg)
         status, note = "crash", outcome.reason
         if outcome.status == "ok":
-            decision = stats.decide(outcome.f1s, self.best_f1, self.opts.noise_margin)
-            if decision.action == "confirm" and self.opts.confirm_repeats > len(outcome.f1s):
+            margin, seeds = self.opts.noise_margin, self.opts.confirm_repeats
+            decision = stats.decide(outcome.f1s, self.best_f1, margin, seeds)
+            if decision.action == "confirm":
                 self.say(f"[{n}] {decision.reason}")
                 outcome = self._confirm(n, cfg, outcome)
                 if outcome.status == "ok":
-                    decision = stats.decide(outcome.f1s, self.best_f1, confirmed=True)
-            elif decision.action == "confirm":  # no confirmation seeds asked for
-                decision = stats.decide(outcome.f1s, self.best_f1, confirmed=True)
+                    decision = stats.decide(outcome.f1s, self.best_f1, margin, seeds)
             if outcome.status == "ok":
                 status, note = decision.action, decision.reason
             else:
@@ -197,6 +199,28 @@ class ResearchLoop:
         else:
             self.git.reset_to(self.best_commit)
 
+    def _set_best(self, f1: float, commit: str, description: str) -> None:
+        self.best_f1, self.best_commit, self.best_description = f1, commit, description
+        record = {"dev_f1": f1, "commit": commit, "description": description}
+        tmp = self.best_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record))
+        tmp.replace(self.best_path)
+
+    # What an experiment may not change: otherwise F1s stop being comparable (another target,
+    # data root or budget) or the night goes to downloading another model.
+    FIXED = ("target", "data", "model", "budget")
+
+    def _fixed_fields(self, cfg: ExperimentConfig) -> dict:
+        return {f: getattr(cfg, f) for f in self.FIXED}
+
+    def _check_fixed(self, cfg: ExperimentConfig) -> None:
+        for field_name, value in self.fixed.items():
+            if getattr(cfg, field_name) != value:
+                shown = (
+                    value.model_dump(exclude_none=True) if hasattr(value, "model_dump") else value
+                )
+                raise UserError(f"{field_name} is fixed for this run at {shown!r}; keep it")
+
     # -- pieces --------------------------------------------------------------------------
 
     def _proposal(self, n: int) -> tuple[Proposal, ExperimentConfig] | None:
@@ -207,10 +231,16 @@ class ResearchLoop:
             proposal = None
             try:
                 proposal = self.proposer.propose(ctx, error)
+                if len(proposal.config_yaml) > MAX_CONFIG_CHARS:
+                    raise UserError(f"config_yaml is over {MAX_CONFIG_CHARS} characters")
                 raw = yaml.safe_load(proposal.config_yaml)
                 if not isinstance(raw, dict):
                     raise UserError("config_yaml is not a mapping of config fields")
-                return proposal, parse_config(raw, source="config")
+                cfg = parse_config(raw, source="config")
+                self._check_fixed(cfg)
+                return proposal, cfg
+            except ProposerUnavailable:
+                raise
             except yaml.YAMLError as e:
                 error = f"config_yaml is not valid YAML: {e}"
             except (UserError, ProposalError) as e:
@@ -265,19 +295,17 @@ class ResearchLoop:
         numbers = [int(p.stem) for p in self.runs_dir.glob("*.log") if p.stem.isdigit()]
         return max(numbers, default=0) + 1
 
-    def _timeout(self, cfg: ExperimentConfig) -> float:
+    def _timeout(self, cfg: ExperimentConfig, repeats: int) -> float:
         if self.opts.timeout:
-            return self.opts.timeout
+            return self.opts.timeout * repeats / cfg.repeats
         if cfg.budget.seconds is None:
-            return STEPS_MODE_TIMEOUT * cfg.repeats
-        return 2 * cfg.budget.seconds * cfg.repeats + STARTUP_ALLOWANCE
+            return STEPS_MODE_TIMEOUT * repeats
+        return 2 * cfg.budget.seconds * repeats + STARTUP_ALLOWANCE
 
-    def _train(
-        self, n: int, cfg: ExperimentConfig, sets: list[str] = (), suffix: str = ""
-    ) -> Outcome:
+    def _train(self, n: int, cfg: ExperimentConfig, sets=(), suffix="", repeats=None) -> Outcome:
         """Run train.py on the config file in a subprocess with a hard timeout."""
         cmd = [sys.executable, "train.py", "--config", str(self.opts.config), *sets]
-        timeout = self._timeout(cfg)
+        timeout = self._timeout(cfg, repeats or cfg.repeats)
         log = self._log(n, suffix)
         with open(log, "w") as out:
             out.write(f"$ {' '.join(cmd)}\n")
@@ -316,7 +344,7 @@ class ResearchLoop:
         extra = self.opts.confirm_repeats - len(first.f1s)
         seed = cfg.seed + len(first.f1s)
         sets = ["--set", f"seed={seed}", "--set", f"repeats={extra}"]
-        more = self._train(n, cfg, sets, suffix=".confirm")
+        more = self._train(n, cfg, sets, suffix=".confirm", repeats=extra)
         if more.status != "ok":
             return more
         return Outcome("ok", first.f1s + more.f1s, first.summary)

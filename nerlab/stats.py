@@ -5,8 +5,9 @@ applies (and program.md asks a coding agent to apply):
 
 1. candidate <= best                      -> discard
 2. candidate >  best + margin             -> keep (a win larger than the noise)
-3. best < candidate <= best + margin      -> confirm: rerun with more seeds, then keep only if
-                                             the mean over all of the candidate's seeds > best
+3. best < candidate <= best + margin      -> confirm: rerun until the candidate has `min_seeds`
+                                             seeds (default 3), then keep only if the mean over
+                                             all of its seeds still beats the best
 The margin defaults to 0.01 (one F1 point). `best` is the kept experiment's mean F1.
 """
 
@@ -72,7 +73,7 @@ class Decision:
 
 
 def decide(candidate: list[float], best: float | None, margin: float = NOISE_MARGIN,
-           confirmed: bool = False) -> Decision:  # fmt: skip
+           min_seeds: int = 3) -> Decision:  # fmt: skip
     """Apply the rule above to a candidate's F1s (one per seed run so far)."""
     mean = statistics.fmean(candidate)
     if best is None:
@@ -80,8 +81,8 @@ def decide(candidate: list[float], best: float | None, margin: float = NOISE_MAR
     delta = mean - best
     if delta <= 0:
         return Decision("discard", f"{mean:.4f} <= best {best:.4f}")
-    if confirmed or len(candidate) > 1:
-        return Decision("keep", f"mean of {len(candidate)} seeds {mean:.4f} > best {best:.4f}")
     if delta > margin:
         return Decision("keep", f"+{delta:.4f} over best {best:.4f}, beyond the noise margin")
+    if len(candidate) >= min_seeds:
+        return Decision("keep", f"mean of {len(candidate)} seeds {mean:.4f} > best {best:.4f}")
     return Decision("confirm", f"+{delta:.4f} is within the noise margin {margin:g}: rerun seeds")

@@ -9,7 +9,6 @@ Tags are not part of the cache: views of one corpus (bc5cdr, bc5cdr_chem) share 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 from nerlab.conll import Sentence
 
 IGNORE = -100
+CACHE_VERSION = 1  # bump when encode() changes what it stores
 
 
 @dataclass
@@ -42,9 +42,10 @@ class Encoded:
 
 
 def tokenizer_identity(tokenizer) -> str:
-    """Name plus a hash of the vocabulary: a retrained tokenizer never reuses a stale cache."""
-    vocab = json.dumps(sorted(tokenizer.get_vocab().items()))
-    return f"{tokenizer.name_or_path}:{hashlib.sha256(vocab.encode()).hexdigest()[:16]}"
+    """Name plus a hash of the whole tokenizer (vocabulary, normaliser, pre-tokeniser): a
+    retrained or reconfigured tokenizer never reuses a stale cache."""
+    spec = f"v{CACHE_VERSION}:" + tokenizer.backend_tokenizer.to_str()
+    return f"{tokenizer.name_or_path}:{hashlib.sha256(spec.encode()).hexdigest()[:16]}"
 
 
 def encode(sentences: list[Sentence], tokenizer, max_length: int) -> Encoded:

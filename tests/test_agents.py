@@ -79,7 +79,7 @@ def test_tool_use_proposal_and_what_was_sent():
         {"type": "text", "text": "PROGRAM TEXT", "cache_control": {"type": "ephemeral"}}
     ]
     assert [t["name"] for t in sent["tools"]] == ["propose_experiment", "read_run_log"]
-    assert sent["tool_choice"] == {"type": "any"}
+    assert sent["tool_choice"] == {"type": "any", "disable_parallel_tool_use": True}
     assert "Best dev F1 so far: 0.5000" in sent["messages"][0]["content"]
 
 

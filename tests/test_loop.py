@@ -218,3 +218,38 @@ def test_anthropic_agent_without_a_key_is_a_clear_error(repo):
     )  # fmt: skip
     assert r.returncode == 1
     assert r.stderr.strip().startswith("error: --agent anthropic needs ANTHROPIC_API_KEY")
+
+
+def test_fixed_fields_go_back_to_the_proposer(repo):
+    moved = yaml.safe_dump({**BASE, "data": "prepared"})
+    longer = yaml.safe_dump({**BASE, "budget": {"steps": 400}})
+    _, proposer = run_loop(repo, [moved, longer, 0.08], max_experiments=2)
+    assert "data is fixed for this run at 'synthetic'" in proposer.errors[1]
+    assert "budget is fixed for this run at {'steps': 40}" in proposer.errors[2]
+
+
+def test_a_new_tag_runs_its_own_baseline(repo):
+    run_loop(repo, [0.08], max_experiments=2)  # tag t keeps an experiment
+    r = git.Repo(repo)
+    assert r.active_branch.name == "autoresearch/t"
+    loop = ResearchLoop(repo, LoopOptions(tag="u", max_experiments=1), Scripted([]),
+                        say=lambda *a: None)  # fmt: skip
+    loop.run()  # branched from t's best commit, but t's score is not u's
+    rows = read_results(repo / "results.tsv")
+    assert rows["description"].tolist()[-1] == "baseline" and len(rows) == 3
+
+
+def test_an_unavailable_proposer_stops_the_loop(repo):
+    from nerlab.agents import ProposerUnavailable
+
+    class Down(Scripted):
+        def propose(self, ctx, error=None):
+            raise ProposerUnavailable("Anthropic API error 401: invalid key")
+
+    loop = ResearchLoop(repo, LoopOptions(tag="t", max_experiments=5), Down([]),
+                        say=lambda *a: None)  # fmt: skip
+    with pytest.raises(ProposerUnavailable):
+        loop.run()
+    rows = read_results(repo / "results.tsv")
+    assert rows["status"].tolist() == ["keep"]  # the baseline, and no failed-proposal rows
+    assert not git.Repo(repo).is_dirty()

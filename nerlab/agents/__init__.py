@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from nerlab.errors import UserError
+
 
 @dataclass
 class Context:
@@ -41,6 +43,11 @@ class Proposer(Protocol):
 
     def observe(self, proposal: Proposal, f1: float | None) -> None:
         """The outcome: mean dev F1, or None for a crash or a rejected proposal."""
+
+
+class ProposerUnavailable(UserError):
+    """The proposer cannot work (bad key, no credit, API down too long): stop the loop, do not
+    keep asking and filling results.tsv with failed proposals."""
 
 
 class ProposalError(Exception):

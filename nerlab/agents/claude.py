@@ -18,8 +18,7 @@ import time
 
 import anthropic
 
-from nerlab.agents import Context, Proposal, ProposalError
-from nerlab.errors import UserError
+from nerlab.agents import Context, Proposal, ProposalError, ProposerUnavailable
 
 DEFAULT_MODEL = "claude-sonnet-4-6"
 MAX_TOKENS = 4096
@@ -131,19 +130,20 @@ class ClaudeProposer:
                         }
                     ],  # fmt: skip
                     tools=TOOLS,
-                    tool_choice={"type": "any"},
+                    tool_choice={"type": "any", "disable_parallel_tool_use": True},
                     messages=self.messages,
                 )
             except TRANSIENT as e:
                 if waited >= self.patience:
                     msg = f"Anthropic API unavailable for {waited:.0f} s: {_safe(e)}"
-                    raise UserError(msg) from None
+                    raise ProposerUnavailable(msg) from None
                 print(f"anthropic: {type(e).__name__}; retrying in {delay:.0f} s", flush=True)
                 self.sleep(delay)
                 waited += delay
                 delay = min(delay * 2, 600.0)
             except anthropic.APIStatusError as e:  # auth, bad request: waiting will not help
-                raise UserError(f"Anthropic API error {e.status_code}: {_safe(e)}") from None
+                msg = f"Anthropic API error {e.status_code}: {_safe(e)}"
+                raise ProposerUnavailable(msg) from None
 
 
 def _read_proposal(data: object) -> Proposal:
