@@ -223,19 +223,12 @@ def build_setup(args: argparse.Namespace) -> Setup:
 def make_encoder(args: argparse.Namespace, tokenizer) -> nn.Module:
     """The encoder all variants share: train.py's `load_encoder`, or a random init by shape."""
     import torch
-    from transformers import AutoConfig, AutoModel, ModernBertConfig
+    from transformers import AutoConfig, AutoModel
 
-    from nerlab.model import load_encoder
+    from nerlab.model import load_encoder, modernbert_config
 
     if args.model == BASE_SHAPE:  # ModernBERT-base layers over the tiny tokenizer's vocabulary
-        config = ModernBertConfig(
-            vocab_size=len(tokenizer),
-            pad_token_id=tokenizer.pad_token_id,
-            cls_token_id=tokenizer.cls_token_id,
-            sep_token_id=tokenizer.sep_token_id,
-            bos_token_id=tokenizer.cls_token_id,
-            eos_token_id=tokenizer.sep_token_id,
-        )
+        config = modernbert_config(tokenizer)
     elif args.random_init and args.model != TINY:
         config = AutoConfig.from_pretrained(args.model)  # config.json only, no weights
     else:

@@ -81,17 +81,23 @@ def _train_wordpiece(texts: list[Sentence], path: Path) -> None:
         shutil.rmtree(tmp)
 
 
-def tiny_encoder(tokenizer, seed: int) -> ModernBertModel:
-    """A small random-init ModernBERT; the small vocabulary needs its special ids set explicitly."""
-    config = ModernBertConfig(
+def modernbert_config(tokenizer, **shape) -> ModernBertConfig:
+    """A ModernBERT config over `tokenizer`'s vocabulary: a small vocabulary needs its special
+    ids set explicitly (the defaults point past its end)."""
+    return ModernBertConfig(
         vocab_size=len(tokenizer),
         pad_token_id=tokenizer.pad_token_id,
         cls_token_id=tokenizer.cls_token_id,
         sep_token_id=tokenizer.sep_token_id,
         bos_token_id=tokenizer.cls_token_id,
         eos_token_id=tokenizer.sep_token_id,
-        **TINY_SHAPE,
+        **shape,
     )
+
+
+def tiny_encoder(tokenizer, seed: int) -> ModernBertModel:
+    """A small random-init ModernBERT, reproducible by seed."""
+    config = modernbert_config(tokenizer, **TINY_SHAPE)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         return ModernBertModel(config)
