@@ -191,11 +191,7 @@ class ResearchLoop:
         mean = statistics.fmean(outcome.f1s) if outcome.status == "ok" else None
         self.proposer.observe(proposal, mean)
         if status == "keep":
-            self.best_f1, self.best_commit, self.best_description = (
-                mean,
-                commit,
-                proposal.description,
-            )
+            self._set_best(mean, commit, proposal.description)
         else:
             self.git.reset_to(self.best_commit)
 

@@ -3,6 +3,7 @@
 Most tests run the loop against tests/fake_train.py (same CLI and summary block as train.py,
 no model), so they take seconds; the first runs the real scripts end to end."""
 
+import json
 import os
 import shutil
 import signal
@@ -99,6 +100,12 @@ def test_decisions_confirmation_and_git_history(repo):
     r, experiments = branch_state(repo)
     assert experiments == ["lr 0.0705", "lr 0.07"]  # newest first; kept ones only
     assert not r.is_dirty() and r.head.commit.hexsha[:7] == rows["commit"].iloc[3]
+    best = json.loads((repo / "runs" / "t" / "best.json").read_text())
+    assert best["commit"] == rows["commit"].iloc[3] and best["dev_f1"] == pytest.approx(0.706)
+    # a restart of the same tag resumes from that best: no new baseline
+    run_loop(repo, [0.01], max_experiments=1)
+    rows = read_results(repo / "results.tsv")
+    assert len(rows) == 5 and rows["status"].iloc[4] == "discard"
     assert [f1 for _, f1 in proposer.observed] == pytest.approx([0.7, 0.6, 0.706])
 
 
