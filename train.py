@@ -190,9 +190,9 @@ def train_and_evaluate(cfg, stage_tasks, target_task, tokenizer, device, seed) -
             progress.step_start()  # the clock covers data, forward, backward and update
             k = rng.choices(range(len(tasks)), weights)[0]
             task = tasks[k]
-            batch = {
-                key: v.to(device, non_blocking=True) for key, v in next(batch_iters[k]).items()
-            }
+            cpu_batch = next(batch_iters[k])
+            tokens += int(cpu_batch["attention_mask"].sum())  # counted on the host: no GPU sync
+            batch = {key: v.to(device, non_blocking=True) for key, v in cpu_batch.items()}
             lr = cfg.optim.lr * lr_factor(progress.fraction(), cfg.optim.schedule, cfg.optim.warmup)
             head = model.heads[head_key(task.view)]
             loss_value = train_step(model, head, batch, optimizer, lr, cfg, autocast)
@@ -203,7 +203,6 @@ def train_and_evaluate(cfg, stage_tasks, target_task, tokenizer, device, seed) -
                     f"(stage {si + 1}, {task.view.spec}, lr {lr:.3g})"
                 )
             losses.append(loss_value)
-            tokens += int(batch["attention_mask"].sum())
             last_status = show_status(progress, si, loss_value, lr, tokens, last_status)
     if sys.stdout.isatty():
         print()
