@@ -52,8 +52,20 @@ def main() -> int:
     )
     p.add_argument("--config", type=Path, default=Path("configs/current.yaml"))
     p.add_argument("--results", type=Path, default=Path("results.tsv"))
-    p.add_argument("--max-experiments", type=int)
-    p.add_argument("--max-hours", type=float)
+    p.add_argument(
+        "--max-experiments",
+        type=int,
+        help="stop when the tag has this many experiments in all (restarts count on)",
+    )
+    p.add_argument("--max-hours", type=float, help="stop this invocation after so many hours")
+    p.add_argument("--workers", type=int, default=1, help="experiments in flight (Ray when > 1)")
+    p.add_argument("--ray-address", help="join this Ray cluster (default: a local instance)")
+    p.add_argument(
+        "--gpus-per-run",
+        type=float,
+        default=1.0,
+        help="GPUs per run where the cluster has GPUs; 0.5 packs two runs on a GPU",
+    )
     p.add_argument(
         "--confirm-repeats",
         type=int,
@@ -74,6 +86,8 @@ def main() -> int:
     if agent == "anthropic" and not os.environ.get("ANTHROPIC_API_KEY"):
         raise UserError("--agent anthropic needs ANTHROPIC_API_KEY in the environment "
                         "(or use --agent optuna, which needs no key)")  # fmt: skip
+    if args.workers < 1 or args.gpus_per_run <= 0:
+        raise UserError("--workers must be at least 1 and --gpus-per-run above 0")
     if args.model is None:
         from nerlab.agents.claude import DEFAULT_MODEL
 
@@ -89,6 +103,9 @@ def main() -> int:
         confirm_repeats=args.confirm_repeats,
         noise_margin=args.noise_margin,
         timeout=args.timeout,
+        workers=args.workers,
+        ray_address=args.ray_address,
+        gpus_per_run=args.gpus_per_run,
     )
     loop = ResearchLoop(Path.cwd(), opts, proposer=None)
     loop.proposer = make_proposer(agent, args, loop.root)

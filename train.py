@@ -12,33 +12,46 @@ Ends with a summary block (`---`, then `key: value` lines) that tools grep.
 
 from __future__ import annotations
 
+# ruff: noqa: E402  (the clock starts before the heavy imports: startup_seconds counts them)
+import time
+
+LAUNCHED = time.perf_counter()
+
 import argparse
 import math
 import random
-import resource
 import statistics
 import sys
-import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
 
-from nerlab.batches import endless, eval_order, padded
 from nerlab.budget import Progress, lr_factor
 from nerlab.config import ExperimentConfig, head_key, load_config
-from nerlab.conll import Sentence, restrict_tags, to_iob2
-from nerlab.corpora import View
 from nerlab.errors import UserError
-from nerlab.heads import TokenHead
 from nerlab.metrics import Scores, score, write_predictions
 from nerlab.model import TINY, load_encoder, load_tokenizer
 from nerlab.results import append_row
+from nerlab.runner import results_row
 from nerlab.store import home
 from nerlab.summary import format_summary
-from nerlab.tokenize import Encoded, cached_encode
+from nerlab.training import (
+    Tagger,
+    Task,
+    flops_per_token,
+    freeze,
+    load_task,
+    make_optimizer,
+    mfu_percent,
+    peak_memory_gb,
+    pick_device,
+    predict,
+    task_batches,
+    tokenizer_texts,
+    train_step,
+)
 
 DEFAULT_CONFIG = "configs/current.yaml"
 STATUS_EVERY = 0.5  # seconds between live status updates on a terminal
@@ -46,101 +59,6 @@ STATUS_EVERY = 0.5  # seconds between live status updates on a terminal
 
 class TrainingCrash(Exception):
     """The run failed (NaN loss, out of memory, ...): reported as status crash."""
-
-
-# -----------------------------------------------------------------------------
-# data: one Task per corpus view used, holding its tokenised windows and labels
-
-
-@dataclass
-class Task:
-    view: View
-    sentences: list[Sentence]  # tags narrowed to the view's types
-    encoded: Encoded
-    labels: list[list[int]]
-
-    @property
-    def lengths(self) -> list[int]:
-        return [len(x) for x in self.encoded.input_ids]
-
-
-def load_task(cfg: ExperimentConfig, view: View, split: str, tokenizer) -> Task:
-    store = cfg.store()
-    raw = store.read(view.corpus, split)
-    keep = frozenset(view.types)
-    sentences = [Sentence(s.tokens, restrict_tags(s.tags, keep)) for s in raw]
-    fingerprint = f"{cfg.data}:{view.corpus}:{split}:{store.fingerprint(view.corpus, split)}"
-    encoded = cached_encode(raw, tokenizer, cfg.max_length, home() / "tokenized", fingerprint)
-    label_ids = {tag: i for i, tag in enumerate(view.labels)}
-    return Task(view, sentences, encoded, encoded.labels(sentences, label_ids))
-
-
-def tokenizer_texts(cfg: ExperimentConfig) -> list[Sentence]:
-    """The tiny tokenizer learns its vocabulary from every prepared train split, so all
-    experiments on one data root share one tokenizer whatever their curriculum."""
-    store = cfg.store()
-    return [
-        s
-        for name, entry in sorted(store.manifest().items())
-        if "train" in entry["splits"]
-        for s in store.read(name, "train")
-    ]
-
-
-# -----------------------------------------------------------------------------
-# model: a shared encoder and one head per view
-
-
-class Tagger(nn.Module):
-    def __init__(self, encoder: nn.Module, views: list[View], kind: str, dropout: float):
-        super().__init__()
-        self.encoder = encoder
-        hidden = encoder.config.hidden_size
-        self.heads = nn.ModuleDict(
-            {head_key(v): TokenHead(hidden, v.labels, kind, dropout) for v in views}
-        )
-
-    def states(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        out = self.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-        return out.last_hidden_state
-
-
-def freeze(encoder: nn.Module, n_layers: int) -> None:
-    """Freeze the embeddings and the first n encoder layers (ModernBERT or BERT layout)."""
-    if n_layers == 0:
-        return
-    layers = getattr(encoder, "layers", None) or encoder.encoder.layer
-    for module in [encoder.embeddings, *layers[:n_layers]]:
-        module.requires_grad_(False)
-
-
-def make_optimizer(model: nn.Module, cfg: ExperimentConfig, device: torch.device):
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [  # no weight decay on biases and norm weights, as in BERT fine-tuning
-        {"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.optim.weight_decay},
-        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
-    ]
-    # fused kernels exist for CUDA, CPU and MPS; the default for-loop AdamW is slower on CPU
-    fused = device.type in ("cuda", "cpu", "mps")
-    return torch.optim.AdamW(groups, lr=cfg.optim.lr, fused=fused)
-
-
-def pick_device(name: str | None) -> torch.device:
-    if name:
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def peak_memory_gb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 1e9
-    # CPU (and MPS): the process's peak resident memory; ru_maxrss is in KiB on Linux
-    scale = 1 if sys.platform == "darwin" else 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 1e9
 
 
 # -----------------------------------------------------------------------------
@@ -156,6 +74,9 @@ class RunResult:
     loss_start: float
     loss_end: float
     predictions: list[list[str]]
+    first_step_at: float  # perf_counter at the first step: where startup ends
+    eval_seconds: float
+    flops_per_token: float
 
 
 def train_and_evaluate(cfg, stage_tasks, target_task, tokenizer, device, seed) -> RunResult:
@@ -177,6 +98,7 @@ def train_and_evaluate(cfg, stage_tasks, target_task, tokenizer, device, seed) -
     losses: list[float] = []
     tokens = 0
     last_status = 0.0
+    first_step_at = 0.0
     model.train()
     for si, tasks in enumerate(stage_tasks):
         progress.start_stage(si)
@@ -188,6 +110,7 @@ def train_and_evaluate(cfg, stage_tasks, target_task, tokenizer, device, seed) -
         ]
         while not progress.stage_done():
             progress.step_start()  # the clock covers data, forward, backward and update
+            first_step_at = first_step_at or time.perf_counter()
             k = rng.choices(range(len(tasks)), weights)[0]
             task = tasks[k]
             cpu_batch = next(batch_iters[k])
@@ -207,9 +130,11 @@ def train_and_evaluate(cfg, stage_tasks, target_task, tokenizer, device, seed) -
     if sys.stdout.isatty():
         print()
 
+    t_eval = time.perf_counter()
     predictions = predict(model, target_task, cfg, device, autocast, pad_id)
     scores = score([s.tags for s in target_task.sentences], predictions)
     n = max(1, min(10, len(losses) // 4))
+    lengths = [length for t in views_tasks(stage_tasks) for length in t.lengths]
     return RunResult(
         scores,
         progress.steps,
@@ -218,28 +143,14 @@ def train_and_evaluate(cfg, stage_tasks, target_task, tokenizer, device, seed) -
         statistics.fmean(losses[:n]),
         statistics.fmean(losses[-n:]),
         predictions,
+        first_step_at,
+        time.perf_counter() - t_eval,
+        flops_per_token(encoder, statistics.fmean(lengths)),
     )
 
 
-def train_step(model, head, batch, optimizer, lr: float, cfg, autocast) -> float:
-    """One optimisation step on one batch; returns the loss (its `.item()` also syncs)."""
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-    with autocast:
-        states = model.states(batch)
-    loss = head.loss(states.float(), batch["labels"])
-    loss.backward()
-    if cfg.optim.grad_clip > 0:
-        nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    return loss.item()
-
-
-def task_batches(task: Task, batch_size: int, seed: int, pad_id: int):
-    for idx in endless(task.lengths, batch_size, seed):
-        ids = [task.encoded.input_ids[i] for i in idx]
-        yield padded(ids, [task.labels[i] for i in idx], pad_id)
+def views_tasks(stage_tasks: list[list[Task]]) -> list[Task]:
+    return list({head_key(t.view): t for tasks in stage_tasks for t in tasks}.values())
 
 
 def show_status(progress: Progress, stage: int, loss: float, lr: float, tokens: int, last: float):
@@ -256,28 +167,6 @@ def show_status(progress: Progress, stage: int, loss: float, lr: float, tokens: 
     )
     print(f"\r{line}   " if tty else line, end="" if tty else "\n", flush=True)
     return now
-
-
-@torch.no_grad()
-def predict(model, task: Task, cfg, device, autocast, pad_id) -> list[list[str]]:
-    """Every word of every target sentence gets a tag (windows stitched back per sentence)."""
-    model.eval()
-    head = model.heads[head_key(task.view)]
-    enc = task.encoded
-    out: list[list[str]] = [["O"] * len(s.tokens) for s in task.sentences]
-    for idx in eval_order(task.lengths, cfg.optim.batch_size * 2):
-        batch = padded([enc.input_ids[i] for i in idx], [enc.word_index[i] for i in idx], pad_id)
-        words = batch.pop("labels")  # word index per subword, -100 where none
-        batch = {k: v.to(device) for k, v in batch.items()}
-        with autocast:
-            states = model.states(batch)
-        tags = head.decode(states.float(), (words >= 0).to(device))
-        for row, i in enumerate(idx):
-            positions = [w for w in enc.word_index[i] if w >= 0]
-            for w, tag in zip(positions, tags[row]):
-                out[enc.sentence[i]][w] = tag
-    # IOB2 repair on whole sentences, so an entity that spans two windows stays one entity
-    return [to_iob2(tags)[0] for tags in out]
 
 
 # -----------------------------------------------------------------------------
@@ -305,13 +194,17 @@ def main() -> int:
     p.add_argument("--description", default="", help="the row's description")
     p.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
     args = p.parse_args()
-    t0 = time.perf_counter()
+    t0 = LAUNCHED
     summary: dict = {
         "dev_f1": 0.0,
         "dev_precision": 0.0,
         "dev_recall": 0.0,
         "dev_f1_std": 0.0,
+        "f1_seeds": "",
+        "eval_split": args.eval_split,
         "repeats": 0,
+        "startup_seconds": 0.0,
+        "eval_seconds": 0.0,
         "train_seconds": 0.0,
         "steps": 0,
         "tokens_per_sec": 0.0,
@@ -341,7 +234,7 @@ def main() -> int:
     summary.setdefault("device", "")
     print(format_summary(summary), flush=True)
     if args.results:
-        record(args, cfg, summary)
+        append_row(args.results, results_row(summary, cfg.target if cfg else "", args.description))
     return 0 if summary["status"] == "ok" else 1
 
 
@@ -373,43 +266,28 @@ def run(cfg: ExperimentConfig, args, device: torch.device) -> dict:
             write_predictions(args.predictions, target_task.sentences, result.predictions)
     f1s = [x.scores.f1 for x in runs]
     train_s = sum(x.train_seconds for x in runs)
+    tokens_per_sec = sum(x.tokens for x in runs) / train_s if train_s else 0.0
     out = {
         "dev_f1": statistics.fmean(f1s),
         "dev_precision": statistics.fmean(x.scores.precision for x in runs),
         "dev_recall": statistics.fmean(x.scores.recall for x in runs),
         "dev_f1_std": statistics.stdev(f1s) if len(f1s) > 1 else 0.0,
+        "f1_seeds": ",".join(f"{f:.6f}" for f in f1s),  # what the loop's decisions read
+        "startup_seconds": runs[0].first_step_at - LAUNCHED,
+        "eval_seconds": statistics.fmean(x.eval_seconds for x in runs),
         "train_seconds": statistics.fmean(x.train_seconds for x in runs),
         "steps": round(statistics.fmean(x.steps for x in runs)),
-        "tokens_per_sec": sum(x.tokens for x in runs) / train_s if train_s else 0.0,
+        "tokens_per_sec": tokens_per_sec,
         "peak_memory_gb": peak_memory_gb(device),
         "train_loss_start": statistics.fmean(x.loss_start for x in runs),
         "train_loss_end": statistics.fmean(x.loss_end for x in runs),
     }
     for etype in runs[0].scores.per_type:
         out[f"f1_{etype}"] = statistics.fmean(x.scores.per_type.get(etype, 0.0) for x in runs)
-    if args.eval_split == "test":  # keys stay the same; say loudly what they measure
-        out["eval_split"] = "test"
+    mfu = mfu_percent(runs[0].flops_per_token * tokens_per_sec, device)
+    if mfu is not None:  # CUDA devices of known peak only
+        out["mfu_percent"] = mfu
     return out
-
-
-def record(args, cfg: ExperimentConfig | None, summary: dict) -> None:
-    from nerlab.gitops import short_head
-
-    append_row(
-        args.results,
-        {
-            "commit": short_head(Path.cwd()),
-            "target": cfg.target if cfg else "",
-            "dev_f1": f"{summary['dev_f1']:.6f}",
-            "dev_f1_std": f"{summary['dev_f1_std']:.6f}",
-            "repeats": summary["repeats"],
-            "memory_gb": f"{summary['peak_memory_gb']:.2f}",
-            "train_s": f"{summary['train_seconds']:.1f}",
-            "status": summary["status"],
-            "description": args.description
-            + (f" [crash: {summary['reason']}]" if summary.get("reason") else ""),
-        },
-    )
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ Three variants, each in its own subprocess (separate memory peaks), with the sam
 gradient clipping, and the same timing rule:
 
   (a) ours     train.py's per-step code path: length-bucketed batches (`nerlab.batches`),
-               `train.Tagger` (encoder + linear `TokenHead`), `train.make_optimizer` (AdamW),
+               `training.Tagger` (encoder + linear `TokenHead`), `training.make_optimizer` (AdamW),
                grad clip, bf16 autocast on CUDA only;
   (b) trainer  `transformers.Trainer` as a user typically writes it: `AutoModelForTokenClassi-
                fication` from the encoder's config (encoder weights copied in; ModernBERT's head
@@ -60,7 +60,7 @@ if TYPE_CHECKING:  # the parent process stays light: torch and transformers load
     from torch import nn
 
     from nerlab.config import ExperimentConfig
-    from train import Task
+    from nerlab.training import Task
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -189,7 +189,7 @@ class Setup:
 def build_setup(args: argparse.Namespace) -> Setup:
     import torch
 
-    import train
+    from nerlab import training
     from nerlab.config import parse_config
     from nerlab.model import load_tokenizer
     from nerlab.store import home
@@ -210,11 +210,11 @@ def build_setup(args: argparse.Namespace) -> Setup:
         source="bench",
     )
     offline = args.model in (TINY, BASE_SHAPE)  # tokenizer trained here on the corpus text
-    texts = train.tokenizer_texts(cfg) if offline else None
+    texts = training.tokenizer_texts(cfg) if offline else None
     tokenizer = load_tokenizer(TINY if offline else args.model, texts, home() / "models")
     target, _ = cfg.views()
-    task = train.load_task(cfg, target, "train", tokenizer)
-    device = train.pick_device(args.device)
+    task = training.load_task(cfg, target, "train", tokenizer)
+    device = training.pick_device(args.device)
     if device.type == "cuda":
         torch.set_float32_matmul_precision("high")  # as train.py does; applies to every variant
     return Setup(cfg, task, tokenizer, make_encoder(args, tokenizer), device)
@@ -239,20 +239,20 @@ def make_encoder(args: argparse.Namespace, tokenizer) -> nn.Module:
 
 
 def run_ours(s: Setup, args: argparse.Namespace) -> Result:
-    """train.train_and_evaluate's step, one task, no curriculum bookkeeping or status line."""
+    """train.py's step, one task, no curriculum bookkeeping or status line."""
     import torch
 
-    import train
+    from nerlab import training
     from nerlab.budget import lr_factor
     from nerlab.config import head_key
 
     cfg, device = s.cfg, s.device
     encoder = s.encoder.to(device)
-    model = train.Tagger(encoder, [s.task.view], cfg.head.kind, cfg.head.dropout).to(device)
-    optimizer = train.make_optimizer(model, cfg, device)
+    model = training.Tagger(encoder, [s.task.view], cfg.head.kind, cfg.head.dropout).to(device)
+    optimizer = training.make_optimizer(model, cfg, device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     head = model.heads[head_key(s.task.view)]
-    batches = train.task_batches(
+    batches = training.task_batches(
         s.task, cfg.optim.batch_size, args.seed * 1000, s.tokenizer.pad_token_id
     )
     meter = Meter(args.warmup_steps, args.seconds, synchronizer(device))
@@ -263,7 +263,7 @@ def run_ours(s: Setup, args: argparse.Namespace) -> Result:
         meter.count(cpu_batch["attention_mask"])
         batch = {k: v.to(device, non_blocking=True) for k, v in cpu_batch.items()}
         lr = cfg.optim.lr * lr_factor(meter.fraction(), cfg.optim.schedule, cfg.optim.warmup)
-        train.train_step(model, head, batch, optimizer, lr, cfg, autocast)  # train.py's own step
+        training.train_step(model, head, batch, optimizer, lr, cfg, autocast)  # train.py's own step
         meter.step_end()
     default = "for-loop" if device.type == "cpu" else "torch default"
     kind = next((k for k in ("fused", "foreach") if optimizer.defaults.get(k)), default)
@@ -361,9 +361,9 @@ def synchronizer(device: torch.device) -> Callable[[], None]:
 
 
 def finish(variant: str, meter: Meter, device: torch.device, before: float, notes: str) -> Result:
-    import train
+    from nerlab import training
 
-    peak = train.peak_memory_gb(device)
+    peak = training.peak_memory_gb(device)
     return Result(
         variant=variant,
         device=device.type,
@@ -381,7 +381,7 @@ def finish(variant: str, meter: Meter, device: torch.device, before: float, note
 
 
 def child(args: argparse.Namespace) -> int:
-    sys.path.insert(0, str(ROOT))  # `import train` from the repository root
+    sys.path.insert(0, str(ROOT))  # nerlab, when the package is not installed
     import transformers
 
     transformers.logging.set_verbosity_error()

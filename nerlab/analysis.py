@@ -19,9 +19,8 @@ import numpy as np
 import pandas as pd
 
 from nerlab.errors import UserError
-from nerlab.results import read_results
+from nerlab.results import BASELINE, read_matrix, read_results
 from nerlab.stats import Interval, diff_ci, mean_ci
-from nerlab.sweep import BASELINE, read_matrix
 
 KEPT = ("keep", "ok")  # rows that may set the running best
 CRASH_REASON = re.compile(r"\s*\[crash: (.*)\]\s*$")

@@ -125,6 +125,17 @@ def load_config(path: Path | str, overrides: list[str] = ()) -> ExperimentConfig
     return parse_config(raw, source=str(path))
 
 
+def parse_config_text(text: str, source: str = "config") -> ExperimentConfig:
+    """A config from YAML text (a file's, or a proposal's)."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise UserError(f"{source}: not valid YAML: {e}") from e
+    if not isinstance(raw, dict):
+        raise UserError(f"{source}: expected a mapping of config fields")
+    return parse_config(raw, source=source)
+
+
 def parse_config(raw: dict, source: str = "config") -> ExperimentConfig:
     try:
         cfg = ExperimentConfig.model_validate(raw)

@@ -1,18 +1,29 @@
-"""Git through gitpython: the run branch, one commit per experiment, and revert to the best.
+"""Git through gitpython: the run branch, one commit per experiment, and the branch at the best.
 
-Experiment commits carry the subject prefix `autoresearch: `, so a restarted loop can tell an
-experiment commit (which must have a results row) from the commit the branch started at.
+Every experiment (the baseline too) is a commit `autoresearch: [<n>] <description>` of its
+config on top of the best commit of the moment, made without touching the working tree or the
+index, and held by the ref `refs/autoresearch/<tag>/<n>` so it is never garbage-collected and a
+restarted loop finds every experiment it started. Only kept experiments join the branch: the
+branch tip is always the best experiment, and the working tree always holds its config. A kept
+experiment whose parent is no longer the tip lands as a new commit on the tip with the same
+config, naming the commit that ran in a `Ran-as:` trailer.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import tempfile
 from pathlib import Path
 
 import git
+from filelock import FileLock, Timeout
 
 from nerlab.errors import UserError
 
 PREFIX = "autoresearch: "
+NUMBER = re.compile(r"^autoresearch: \[(\d+)\] ")
+RAN_AS = re.compile(r"^Ran-as: ([0-9a-f]{7,40})$", re.MULTILINE)
 
 
 def short_head(path: Path) -> str:
@@ -35,7 +46,10 @@ class RunBranch:
         self.root = Path(self.repo.working_tree_dir)
         if not tag or any(c in tag for c in " ~^:?*[\\") or tag.startswith("-"):
             raise UserError(f"--tag {tag!r}: use letters, digits, - or _ (e.g. nov28)")
+        self.tag = tag
         self.branch = f"autoresearch/{tag}"
+        self.refs = f"refs/autoresearch/{tag}"
+        self._lock: FileLock | None = None
 
     def dirty_files(self) -> list[str]:
         """Tracked files with staged or unstaged changes (untracked files do not count)."""
@@ -64,23 +78,107 @@ class RunBranch:
     def head(self) -> str:
         return self.repo.head.commit.hexsha[:7]
 
-    def head_is_experiment(self) -> bool:
-        return self.repo.head.commit.message.startswith(PREFIX)
-
-    def head_description(self) -> str:
-        return self.repo.head.commit.message.removeprefix(PREFIX).splitlines()[0]
-
-    def commit_file(self, path: Path, description: str) -> str:
-        self.repo.index.add([str(Path(path).resolve().relative_to(self.root))])
-        subject = " ".join(description.split())[:200]
-        self.repo.index.commit(PREFIX + subject)
-        return self.head()
+    def reopen(self) -> None:
+        """A fresh handle: a Ctrl-C in the terminal also kills gitpython's long-lived
+        `git cat-file` helpers, and the old handle would fail with BrokenPipeError."""
+        self.repo.close()
+        self.repo = git.Repo(self.root)
 
     def reset_to(self, commit: str) -> None:
         self.repo.git.reset("--hard", commit)
 
-    def reset_to_parent(self) -> None:
-        self.repo.git.reset("--hard", "HEAD~1")
+    # -- one loop per working tree -------------------------------------------------------
 
-    def log(self) -> list[str]:
-        return [c.message.splitlines()[0] for c in self.repo.iter_commits(self.branch)]
+    def lock(self) -> None:
+        """Refuse a second loop in this working tree; a killed loop's lock dies with it."""
+        git_dir = Path(self.repo.git_dir)  # per worktree
+        lock = FileLock(str(git_dir / "autoresearch.lock"))
+        pid_file = git_dir / "autoresearch.pid"
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            pid = pid_file.read_text().strip() if pid_file.exists() else "?"
+            raise UserError(
+                f"another agent_loop.py (pid {pid}) is running in {self.root}; stop it first, "
+                "or run this one in another working tree (git worktree add)"
+            ) from None
+        pid_file.write_text(f"{os.getpid()}\n")
+        self._lock = lock
+
+    def unlock(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def clear_stale_index_lock(self) -> bool:
+        """A loop killed inside `git reset` leaves index.lock; we hold the tree's lock, so no
+        loop of ours is using it (a user's own git command would be a race we accept)."""
+        stale = Path(self.repo.git_dir) / "index.lock"
+        if stale.exists():
+            stale.unlink()
+            return True
+        return False
+
+    # -- experiments as commits --------------------------------------------------------
+
+    def tip(self) -> git.Commit:
+        return self.repo.head.commit
+
+    def experiment_commit(self, n: int, path: Path, text: str, description: str,
+                          parent: str, ran_as: str = "") -> str:  # fmt: skip
+        """A commit of `text` as `path` on top of `parent` (no checkout, no index change),
+        held by the experiment's ref; returns its short hash."""
+        rel = str(Path(path).resolve().relative_to(self.root))
+        subject = " ".join(description.split())[:200]
+        message = f"{PREFIX}[{n}] {subject}" + (f"\n\nRan-as: {ran_as}" if ran_as else "")
+        with tempfile.TemporaryDirectory(prefix="ner-git-") as tmp:
+            blob_file = Path(tmp) / "blob"
+            blob_file.write_text(text)
+            env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+            blob = self.repo.git.hash_object("-w", str(blob_file))
+            self.repo.git.read_tree(parent, env=env)
+            self.repo.git.update_index("--add", "--cacheinfo", f"100644,{blob},{rel}", env=env)
+            tree = self.repo.git.write_tree(env=env)
+        sha = self.repo.git.commit_tree(tree, "-p", parent, "-m", message)
+        if not ran_as:
+            self.repo.git.update_ref(f"{self.refs}/{n}", sha)
+        return sha[:7]
+
+    def experiments(self) -> dict[int, str]:
+        """Every experiment this tag started: number -> short hash."""
+        out = {}
+        for line in self.repo.git.for_each_ref("--format=%(refname) %(objectname)", self.refs,
+                                               ).splitlines():  # fmt: skip
+            ref, sha = line.split()
+            if ref.rsplit("/", 1)[-1].isdigit():
+                out[int(ref.rsplit("/", 1)[-1])] = sha[:7]
+        return out
+
+    def show(self, commit: str, path: Path) -> str:
+        rel = Path(path).resolve().relative_to(self.root).as_posix()
+        return self.repo.git.show(f"{commit}:{rel}")
+
+    def ran_as(self, commit: git.Commit) -> str:
+        """The experiment commit a branch commit stands for (itself, or its Ran-as trailer)."""
+        m = RAN_AS.search(commit.message)
+        return m.group(1)[:7] if m else commit.hexsha[:7]
+
+    def on_branch(self) -> set[str]:
+        """Experiments the branch holds (by the commit that ran)."""
+        return {
+            self.ran_as(c)
+            for c in self.repo.iter_commits(self.branch, max_count=10_000)
+            if c.message.startswith(PREFIX)
+        }
+
+    def land(self, n: int, commit: str, path: Path, text: str, description: str) -> str:
+        """Put a kept experiment on the branch: fast-forward when it was made on the tip, else
+        the same config as a new commit on the tip. Moves the working tree along."""
+        tip = self.tip()
+        parent = self.repo.commit(commit).parents[0].hexsha
+        if parent == tip.hexsha:
+            target = commit
+        else:
+            target = self.experiment_commit(n, path, text, description, tip.hexsha, commit)
+        self.repo.git.reset("--hard", target)
+        return target

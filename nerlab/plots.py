@@ -13,8 +13,8 @@ from matplotlib.colors import TwoSlopeNorm
 from matplotlib.patches import Rectangle
 
 from nerlab.analysis import Transfer, fmt_delta, fmt_f1, fmt_seeds, running_best, short
+from nerlab.results import BASELINE
 from nerlab.stats import Interval
-from nerlab.sweep import BASELINE
 
 matplotlib.use("Agg")  # before pyplot is imported
 

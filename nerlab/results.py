@@ -133,3 +133,31 @@ def _set_aside_partial_line(path: Path) -> None:
     with open(path, "r+b") as f:
         f.truncate(cut)
     print(f"warning: {path}: set aside a partial last line in {path}.partial")
+
+
+# -----------------------------------------------------------------------------
+# the transfer matrix's file (written by nerlab.sweep, read by analyze.py)
+
+BASELINE = "-"  # the source of a target-only run
+MATRIX_COLUMNS = [
+    "timestamp", "protocol", "target", "source", "fraction", "seed", "dev_f1", "train_s",
+    "total_s", "steps", "memory_gb", "device", "status", "reason",
+]  # fmt: skip
+MATRIX_STATUSES = ("ok", "crash")
+MATRIX_NUMERIC = ("fraction", "dev_f1", "train_s", "total_s", "memory_gb")
+
+
+def append_matrix_row(path: Path | str, row: dict) -> dict:
+    """Append one row (missing columns empty); returns the cells as written."""
+    return append_tsv(path, MATRIX_COLUMNS, MATRIX_STATUSES, row, kind="matrix")
+
+
+def read_matrix(path: Path | str) -> pd.DataFrame:
+    """All rows; a missing, empty or malformed file is a UserError naming the line."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: matrix file not found (write one with: python -m nerlab.sweep)")
+    if path.stat().st_size == 0:
+        raise UserError(f"{path}: empty file (no header, no runs)")
+    integers = {"seed": -1, "steps": -1}
+    return read_tsv(path, MATRIX_COLUMNS, MATRIX_NUMERIC, integers, header="matrix header")

@@ -27,53 +27,17 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-
 from nerlab.config import ExperimentConfig, dump_config, head_key, load_config, parse_config
 from nerlab.errors import UserError, run_cli
-from nerlab.results import append_tsv, read_tsv, repair
-from nerlab.summary import parse_summary
+from nerlab.pool import Pool, make_pool
+from nerlab.results import BASELINE, append_matrix_row, read_matrix, repair
+from nerlab.runner import RunOutcome, RunSpec
 
-ROOT = Path(__file__).resolve().parents[1]
-TRAIN_PY = ROOT / "train.py"
-BASELINE = "-"  # the source of a target-only run
-MATRIX_COLUMNS = [
-    "timestamp", "protocol", "target", "source", "fraction", "seed", "dev_f1", "train_s",
-    "total_s", "steps", "memory_gb", "device", "status", "reason",
-]  # fmt: skip
-MATRIX_STATUSES = ("ok", "crash")
-NUMERIC = ("fraction", "dev_f1", "train_s", "total_s", "memory_gb")
-Outcome = dict | BaseException  # what a run gives back: train.py's output, or a failed task
 PER_RUN = ("target", "curriculum", "seed", "repeats")  # what the sweep sets; not the protocol
-
-
-# -----------------------------------------------------------------------------
-# the matrix file: header once, rows appended under a lock (as results.tsv)
-
-
-def append_matrix_row(path: Path | str, row: dict) -> dict:
-    """Append one row (missing columns empty); returns the cells as written."""
-    return append_tsv(path, MATRIX_COLUMNS, MATRIX_STATUSES, row, kind="matrix")
-
-
-def read_matrix(path: Path | str) -> pd.DataFrame:
-    """All rows; a missing, empty or malformed file is a UserError naming the line."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: matrix file not found (write one with: python -m nerlab.sweep)")
-    if path.stat().st_size == 0:
-        raise UserError(f"{path}: empty file (no header, no runs)")
-    integers = {"seed": -1, "steps": -1}
-    return read_tsv(path, MATRIX_COLUMNS, NUMERIC, integers, header="matrix header")
 
 
 # -----------------------------------------------------------------------------
@@ -182,120 +146,27 @@ def done_cells(path: Path, protocol: str) -> set[Cell]:
 
 
 # -----------------------------------------------------------------------------
-# one run: train.py in a subprocess (in this process, or inside a Ray task)
+# one run's row
 
 
-def execute(config_yaml: str, home: str | None, timeout: float | None) -> dict:
-    """Run train.py on a config; returns its exit code and output. Never raises for a failed
-    run: the caller turns whatever came back into a row."""
-    env = dict(os.environ)  # inside Ray this carries the task's CUDA_VISIBLE_DEVICES
-    if home:
-        env["NER_AR_HOME"] = home
-    with tempfile.TemporaryDirectory(prefix="ner-sweep-") as tmp:
-        config = Path(tmp) / "config.yaml"
-        config.write_text(config_yaml)
-        cmd = [sys.executable, str(TRAIN_PY), "--config", str(config)]
-        try:
-            p = subprocess.run(
-                cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
-            )
-        except subprocess.TimeoutExpired as e:
-            return {"returncode": None, "stdout": _text(e.stdout), "stderr": _text(e.stderr)}
-    return {"returncode": p.returncode, "stdout": p.stdout, "stderr": p.stderr}
-
-
-def _text(data: bytes | str | None) -> str:
-    return data.decode(errors="replace") if isinstance(data, bytes) else (data or "")
-
-
-def outcome_row(
-    cell: Cell, outcome: Outcome, protocol: str, fraction: float, timeout: float | None
-) -> dict:
+def outcome_row(cell: Cell, outcome: RunOutcome, protocol: str, fraction: float) -> dict:
     """A matrix row from train.py's summary block, or a crash row saying why there is none."""
-    base = {
+    s = outcome.summary
+    return {
         "protocol": protocol,
         "target": cell.target,
         "source": cell.source,
         "fraction": fraction,
         "seed": cell.seed,
+        "dev_f1": s.get("dev_f1", "") if outcome.ok else 0.0,
+        "train_s": s.get("train_seconds", ""),
+        "total_s": s.get("total_seconds", ""),
+        "steps": s.get("steps", ""),
+        "memory_gb": s.get("peak_memory_gb", ""),
+        "device": s.get("device", ""),
+        "status": outcome.status,
+        "reason": outcome.reason,
     }
-    summary = None if isinstance(outcome, BaseException) else parse_summary(outcome["stdout"])
-    if summary is None:
-        return {**base, "dev_f1": 0.0, "status": "crash", "reason": _why(outcome, timeout)}
-    return {
-        **base,
-        "dev_f1": summary.get("dev_f1", ""),
-        "train_s": summary.get("train_seconds", ""),
-        "total_s": summary.get("total_seconds", ""),
-        "steps": summary.get("steps", ""),
-        "memory_gb": summary.get("peak_memory_gb", ""),
-        "device": summary.get("device", ""),
-        "status": "ok" if summary["status"] == "ok" else "crash",
-        "reason": summary.get("reason", ""),
-    }
-
-
-def _why(outcome: Outcome, timeout: float | None) -> str:
-    """The reason of a run that printed no summary."""
-    if isinstance(outcome, BaseException):  # the Ray task itself failed
-        cause = getattr(outcome, "cause", None) or outcome  # RayTaskError wraps the original
-        lines = [x for x in str(cause).splitlines() if x.strip()]
-        return f"task failed: {type(cause).__name__}: {lines[0].strip() if lines else ''}"
-    if outcome["returncode"] is None:
-        return f"timed out after {timeout:g} s"
-    lines = [x for x in outcome["stderr"].splitlines() if x.strip()]
-    last = lines[-1].strip() if lines else "no output"
-    return f"train.py exited {outcome['returncode']} without a summary: {last}"
-
-
-# -----------------------------------------------------------------------------
-# execution: sequential, or as Ray tasks; either way yields (run, outcome or exception)
-
-
-def run_sequential(runs: list[Run], home: str | None, timeout: float | None):
-    for run in runs:
-        yield run, execute(run.config_yaml, home, timeout)
-
-
-def run_on_ray(
-    runs: list[Run],
-    home: str | None,
-    timeout: float | None,
-    workers: int,
-    address: str | None,
-    fn: Callable[..., dict] = execute,
-) -> Iterator[tuple[Run, Outcome]]:
-    """At most `workers` tasks in flight; outcomes in completion order. A task that fails (its
-    worker died, an exception) comes back as the exception, never stops the sweep."""
-    try:
-        import ray
-    except ImportError:
-        raise UserError(
-            "--workers > 1 and --ray-address need Ray: pip install -e '.[ray]'"
-        ) from None
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address=address)
-    try:
-        gpus = ray.cluster_resources().get("GPU", 0)  # the cluster's, not only this machine's
-        options = {"num_gpus": 1, "num_cpus": 1} if gpus else {"num_cpus": 1}
-        print(f"ray: {workers} workers, one {'GPU' if gpus else 'CPU'} per run")
-        task = ray.remote(fn).options(max_retries=0, **options)
-        queue, pending = list(runs), {}
-        while queue or pending:
-            while queue and len(pending) < workers:
-                run = queue.pop(0)
-                pending[task.remote(run.config_yaml, home, timeout)] = run
-            [ready], _ = ray.wait(list(pending), num_returns=1)
-            run = pending.pop(ready)
-            try:
-                outcome: Outcome = ray.get(ready)
-            except Exception as e:  # RayTaskError, WorkerCrashedError, ...
-                outcome = e
-            yield run, outcome
-    finally:
-        if started:
-            ray.shutdown()
 
 
 # -----------------------------------------------------------------------------
@@ -325,22 +196,19 @@ def sweep(args: argparse.Namespace) -> int:
         for run in runs:
             print(f"  would run: {run.cell}")
         return 0
-    home = os.environ.get("NER_AR_HOME")
-    use_ray = args.workers > 1 or args.ray_address
-    outcomes = (
-        run_on_ray(runs, home, args.timeout, args.workers, args.ray_address)
-        if use_ray
-        else run_sequential(runs, home, args.timeout)
-    )
     logs = Path(args.logs) if args.logs else Path("runs") / results.stem
+    logs.mkdir(parents=True, exist_ok=True)
+    pool = make_pool(args.workers, args.ray_address)
     t0, crashes = time.perf_counter(), 0
-    for i, (run, outcome) in enumerate(outcomes, 1):
-        row = outcome_row(run.cell, outcome, protocol, fraction, args.timeout)
-        _write_log(logs, run, outcome)
-        append_matrix_row(results, row)
-        crashes += row["status"] == "crash"
-        note = f"crash: {row['reason']}" if row["status"] == "crash" else "ok"
-        print(f"[{i}/{len(runs)}] {run.cell}: dev_f1 {float(row['dev_f1']):.4f} ({note})")
+    try:
+        for i, (run, outcome) in enumerate(_outcomes(pool, runs, logs, args.timeout), 1):
+            row = outcome_row(run.cell, outcome, protocol, fraction)
+            append_matrix_row(results, row)
+            crashes += row["status"] == "crash"
+            note = f"crash: {row['reason']}" if row["status"] == "crash" else "ok"
+            print(f"[{i}/{len(runs)}] {run.cell}: dev_f1 {float(row['dev_f1']):.4f} ({note})")
+    finally:
+        pool.close()
     print(
         f"{len(runs)} runs in {time.perf_counter() - t0:.0f} s ({crashes} crashed) -> {results}; "
         f"logs in {logs}/\nanalyse: python analyze.py matrix --results {results}"
@@ -355,15 +223,17 @@ def _names(text: str, flag: str) -> list[str]:
     return names
 
 
-def _write_log(logs: Path, run: Run, outcome: Outcome) -> None:
-    c = run.cell
-    if isinstance(outcome, BaseException):
-        outcome = {"stdout": "", "stderr": repr(outcome)}
-    name = f"{c.target}__{'baseline' if c.source == BASELINE else c.source}__seed{c.seed}.log"
-    logs.mkdir(parents=True, exist_ok=True)
-    (logs / name.replace(":", "-")).write_text(
-        f"# config\n{run.config_yaml}\n# stdout\n{outcome['stdout']}\n# stderr\n{outcome['stderr']}"
-    )
+def _outcomes(pool: Pool, runs: list[Run], logs: Path, timeout: float | None):
+    """(run, outcome) in completion order, at most pool.workers in flight."""
+    queue = list(runs)
+    while queue or pool.in_flight():
+        while queue and pool.in_flight() < pool.workers:
+            run = queue.pop(0)
+            c = run.cell
+            name = f"{c.target}__{'baseline' if c.source == BASELINE else c.source}__seed{c.seed}"
+            log = logs / f"{name.replace(':', '-')}.log"
+            pool.submit(run, RunSpec(run.config_yaml, timeout=timeout), log)
+        yield pool.wait()
 
 
 def main(argv: list[str] | None = None) -> int:

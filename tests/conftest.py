@@ -42,7 +42,7 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-def run_script(*args: str, home: Path, timeout: float = 300, cwd: Path = ROOT):
+def run_script(*args: str, home: Path, timeout: float = 1800, cwd: Path = ROOT):
     """Run a top-level script as a user would; returns the CompletedProcess."""
     env = {**os.environ, "NER_AR_HOME": str(home)}
     return subprocess.run(

@@ -35,6 +35,8 @@ print("---")
 print(f"dev_f1:           {mean:.6f}")
 for key in ("dev_precision", "dev_recall", "dev_f1_std"):
     print(f"{key + ':':<17} 0.000000")
+print(f"f1_seeds:         {','.join(f'{f:.6f}' for f in f1s) if status == 'ok' else ''}")
+print("eval_split:       dev")
 print(f"repeats:          {len(f1s)}\ntrain_seconds:    1.0\ntotal_seconds:    1.0\nsteps: 10")
 print("tokens_per_sec:   1.0\npeak_memory_gb:   0.1\ndevice:           cpu")
 print(f"status:           {status}")

@@ -17,9 +17,8 @@ from scipy import stats as sps
 import analyze
 from nerlab import analysis
 from nerlab.errors import UserError
-from nerlab.results import COLUMNS, append_row
+from nerlab.results import BASELINE, COLUMNS, append_matrix_row, append_row
 from nerlab.stats import diff_ci, mean_ci
-from nerlab.sweep import BASELINE, append_matrix_row
 from tests.conftest import run_script
 
 REASONS = ["loss is nan at step 12 (stage 1, ncbi_disease, lr 0.01)", "out of memory: CUDA"]

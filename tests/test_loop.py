@@ -3,7 +3,6 @@
 Most tests run the loop against tests/fake_train.py (same CLI and summary block as train.py,
 no model), so they take seconds; the first runs the real scripts end to end."""
 
-import json
 import os
 import shutil
 import signal
@@ -18,6 +17,7 @@ import yaml
 
 from nerlab.agents import Proposal
 from nerlab.gitops import PREFIX
+from nerlab.ledger import Best
 from nerlab.loop import LoopOptions, ResearchLoop
 from nerlab.results import read_results
 from tests.conftest import ROOT
@@ -83,7 +83,7 @@ def run_loop(repo: Path, proposals: list, **opts) -> tuple[ResearchLoop, Scripte
 def branch_state(repo: Path):
     r = git.Repo(repo)
     subjects = [c.message.splitlines()[0] for c in r.iter_commits("autoresearch/t")]
-    experiments = [s.removeprefix(PREFIX) for s in subjects if s.startswith(PREFIX)]
+    experiments = [s.split("] ", 1)[1] for s in subjects if s.startswith(PREFIX)]
     return r, experiments
 
 
@@ -98,12 +98,11 @@ def test_decisions_confirmation_and_git_history(repo):
     assert "confirm" not in rows["status"].tolist()
     assert (repo / "runs" / "t" / "4.confirm.log").exists()
     r, experiments = branch_state(repo)
-    assert experiments == ["lr 0.0705", "lr 0.07"]  # newest first; kept ones only
+    assert experiments == ["lr 0.0705", "lr 0.07", "baseline"]  # newest first; kept ones only
     assert not r.is_dirty() and r.head.commit.hexsha[:7] == rows["commit"].iloc[3]
-    best = json.loads((repo / "runs" / "t" / "best.json").read_text())
-    assert best["commit"] == rows["commit"].iloc[3] and best["dev_f1"] == pytest.approx(0.706)
-    # a restart of the same tag resumes from that best: no new baseline
-    run_loop(repo, [0.01], max_experiments=1)
+    assert loop.ledger.best() == Best(rows["commit"].iloc[3], pytest.approx(0.706), "lr 0.0705")
+    # a restart of the same tag resumes from that best: no new baseline; the limit is the tag's
+    run_loop(repo, [0.01], max_experiments=5)
     rows = read_results(repo / "results.tsv")
     assert len(rows) == 5 and rows["status"].iloc[4] == "discard"
     assert [f1 for _, f1 in proposer.observed] == pytest.approx([0.7, 0.6, 0.706])
@@ -127,7 +126,7 @@ def test_crash_and_hang_are_rows_and_the_loop_goes_on(repo):
     assert "timeout: killed after 3 s" in rows["description"].iloc[2]
     assert rows["dev_f1"].iloc[1] == 0
     _, experiments = branch_state(repo)
-    assert experiments == ["lr 0.08"]
+    assert experiments == ["lr 0.08", "baseline"]
 
 
 def test_invalid_proposals_go_back_to_the_proposer(repo):
@@ -173,15 +172,15 @@ def test_sigkill_mid_experiment_then_resume(repo, synthetic_home):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     r = git.Repo(repo)
-    assert r.head.commit.message.startswith(PREFIX)  # the killed experiment's commit
-    killed = r.head.commit.hexsha[:7]
+    killed = r.commit("refs/autoresearch/t/2").hexsha[:7]  # the killed experiment
+    assert r.head.commit.message.startswith(PREFIX + "[1] baseline")  # never checked out
     time.sleep(0.5)
     assert "FAKE_TRAIN_SLEEP" not in subprocess.run(["ps", "-eo", "args"], capture_output=True,
                                                     text=True).stdout  # fmt: skip
     with open(repo / "results.tsv", "a") as f:
         f.write("2026-01-01T00:00:00\tpartial")  # and results.tsv got a torn last line
     env.pop("FAKE_TRAIN_SLEEP")
-    out, _ = agent_loop(repo, "--max-experiments", "1", env=env).communicate(timeout=120)
+    out, _ = agent_loop(repo, "--max-experiments", "3", env=env).communicate(timeout=120)
     assert "has no row: interrupted" in out, out
     rows = read_results(repo / "results.tsv")
     assert rows["commit"].tolist()[:2] == [rows["commit"].iloc[0], killed]
@@ -203,7 +202,7 @@ def test_optuna_loop_end_to_end_with_the_real_trainer(tmp_path, synthetic_home):
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out
     rows = read_results(repo / "results.tsv")
-    assert len(rows) == 4 and rows["description"].iloc[0] == "baseline"
+    assert len(rows) == 4 and rows["description"].iloc[0].startswith("baseline [keep: first")
     assert set(rows["status"]) <= {"keep", "discard", "crash"}
     assert (rows["dev_f1"][rows["status"] != "crash"] > 0).all()
     assert sorted(p.name for p in (repo / "runs" / "t").glob("*.log")) == [
@@ -212,7 +211,7 @@ def test_optuna_loop_end_to_end_with_the_real_trainer(tmp_path, synthetic_home):
     assert (repo / "runs" / "t" / "optuna.db").exists()
     r, experiments = branch_state(repo)
     assert not r.is_dirty()
-    kept = rows[(rows["status"] == "keep") & (rows["description"] != "baseline")]
+    kept = rows[rows["status"] == "keep"]
     assert len(experiments) == len(kept)
     assert r.head.commit.hexsha[:7] == rows.loc[rows["status"] == "keep", "commit"].iloc[-1]
 
@@ -243,7 +242,7 @@ def test_a_new_tag_runs_its_own_baseline(repo):
                         say=lambda *a: None)  # fmt: skip
     loop.run()  # branched from t's best commit, but t's score is not u's
     rows = read_results(repo / "results.tsv")
-    assert rows["description"].tolist()[-1] == "baseline" and len(rows) == 3
+    assert rows["description"].iloc[-1].startswith("baseline [keep") and len(rows) == 3
 
 
 def test_an_unavailable_proposer_stops_the_loop(repo):

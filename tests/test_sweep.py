@@ -8,11 +8,14 @@ import yaml
 from matplotlib.image import imread
 
 from nerlab import prepare, sweep
+from nerlab import results as results_file
 from nerlab.config import load_config
 from nerlab.errors import UserError
+from nerlab.results import BASELINE
+from nerlab.runner import outcome_of
 from nerlab.store import Store
 from nerlab.summary import format_summary
-from nerlab.sweep import BASELINE, Cell, Run
+from nerlab.sweep import Cell
 from tests.conftest import run_script
 
 SMOKE = "configs/smoke.yaml"
@@ -82,7 +85,7 @@ def test_source_without_train_split_is_skipped(ner_home, capsys):
 def test_a_file_of_another_protocol_is_refused(synthetic_home, monkeypatch, tmp_path):
     monkeypatch.setenv("NER_AR_HOME", str(synthetic_home))
     results = tmp_path / "m.tsv"
-    sweep.append_matrix_row(results, {"protocol": "0123456789", "target": "ncbi_disease",
+    results_file.append_matrix_row(results, {"protocol": "0123456789", "target": "ncbi_disease",
                                       "source": BASELINE, "seed": 0, "status": "ok"})  # fmt: skip
     with pytest.raises(UserError, match="holds runs of another protocol"):
         sweep.main(["matrix", *MATRIX_ARGS[3:], "--results", str(results), "--dry-run"])
@@ -90,7 +93,7 @@ def test_a_file_of_another_protocol_is_refused(synthetic_home, monkeypatch, tmp_
 
 def test_a_row_torn_by_a_killed_sweep_is_set_aside_on_resume(tmp_path):
     path = tmp_path / "m.tsv"
-    sweep.append_matrix_row(path, {"protocol": "p", "target": "t", "source": BASELINE,
+    results_file.append_matrix_row(path, {"protocol": "p", "target": "t", "source": BASELINE,
                                    "seed": 0, "status": "ok"})  # fmt: skip
     with open(path, "a") as f:
         f.write("2026-01-01T00:00:00\tp\tt")  # killed mid-row
@@ -105,43 +108,38 @@ def test_a_row_torn_by_a_killed_sweep_is_set_aside_on_resume(tmp_path):
 def test_matrix_file_header_once_and_clear_errors(tmp_path):
     path = tmp_path / "m.tsv"
     for seed in (0, 1):
-        sweep.append_matrix_row(path, {"target": "t", "source": "s", "seed": seed,
+        results_file.append_matrix_row(path, {"target": "t", "source": "s", "seed": seed,
                                        "dev_f1": 0.5, "status": "ok"})  # fmt: skip
     lines = path.read_text().splitlines()
-    assert lines[0].split("\t") == sweep.MATRIX_COLUMNS and len(lines) == 3
-    df = sweep.read_matrix(path)
+    assert lines[0].split("\t") == results_file.MATRIX_COLUMNS and len(lines) == 3
+    df = results_file.read_matrix(path)
     assert df["seed"].tolist() == [0, 1] and df["dev_f1"].tolist() == [0.5, 0.5]
     with pytest.raises(ValueError, match="status must be one of"):
-        sweep.append_matrix_row(path, {"status": "keep"})
+        results_file.append_matrix_row(path, {"status": "keep"})
     with open(path, "a") as f:
         f.write("2026-01-01\tabc\n")
     with pytest.raises(UserError, match=r"m.tsv:4: expected 14 tab-separated columns, found 2"):
-        sweep.read_matrix(path)
+        results_file.read_matrix(path)
     (tmp_path / "empty.tsv").write_text("")
     with pytest.raises(UserError, match="empty file"):
-        sweep.read_matrix(tmp_path / "empty.tsv")
+        results_file.read_matrix(tmp_path / "empty.tsv")
     with pytest.raises(UserError, match="matrix file not found"):
-        sweep.read_matrix(tmp_path / "none.tsv")
+        results_file.read_matrix(tmp_path / "none.tsv")
 
 
 def test_rows_from_outcomes():
     cell = Cell("ncbi_disease", "linnaeus", 1)
-    summary = format_summary({"dev_f1": 0.75, "train_seconds": 3.0, "steps": 20,
-                              "device": "cpu", "status": "ok"})  # fmt: skip
-    row = sweep.outcome_row(cell, {"returncode": 0, "stdout": "log\n" + summary, "stderr": ""},
-                            "p", 0.5, None)  # fmt: skip
+    summary = format_summary({"dev_f1": 0.75, "f1_seeds": "0.75", "train_seconds": 3.0,
+                              "steps": 20, "device": "cpu", "status": "ok"})  # fmt: skip
+    row = sweep.outcome_row(cell, outcome_of("log\n" + summary, 0), "p", 0.5)
     assert row["status"] == "ok" and row["dev_f1"] == "0.750000" and row["steps"] == "20"
     crash = format_summary({"status": "crash", "reason": "loss is nan at step 3"})
-    row = sweep.outcome_row(cell, {"returncode": 1, "stdout": crash, "stderr": ""}, "p", 0.5, None)
+    row = sweep.outcome_row(cell, outcome_of(crash, 1), "p", 0.5)
     assert row["status"] == "crash" and row["reason"] == "loss is nan at step 3"
-    killed = {"returncode": -9, "stdout": "stage 1", "stderr": "x\nKilled\n"}
-    row = sweep.outcome_row(cell, killed, "p", 0.5, None)
-    assert row["reason"] == "train.py exited -9 without a summary: Killed"
-    hung = {"returncode": None, "stdout": "", "stderr": ""}
-    assert sweep.outcome_row(cell, hung, "p", 0.5, 60)["reason"] == "timed out after 60 s"
-    failed = sweep.outcome_row(cell, RuntimeError("worker died"), "p", 0.5, None)
-    assert (
-        failed["status"] == "crash" and failed["reason"] == "task failed: RuntimeError: worker died"
+    row = sweep.outcome_row(cell, outcome_of("stage 1\nKilled", -9), "p", 0.5)
+    assert row["reason"] == "no summary (exit code -9): stage 1 | Killed"
+    assert sweep.outcome_row(cell, outcome_of("", None, 60), "p", 0.5)["reason"] == (
+        "timeout: killed after 60 s"
     )
 
 
@@ -154,7 +152,7 @@ def test_sequential_matrix_then_resume_runs_nothing(synthetic_home, tmp_path):
     args = [*MATRIX_ARGS, "--results", str(results), "--logs", str(logs)]
     r = run_script(*args, home=synthetic_home)
     assert r.returncode == 0, r.stdout + r.stderr
-    df = sweep.read_matrix(results)
+    df = results_file.read_matrix(results)
     expected = {Cell(t, s, k) for t in TARGETS for s in (BASELINE, SOURCE) for k in (0, 1)}
     assert len(df) == 8 and cells_of(df) == expected
     assert set(df["status"]) == {"ok"} and (df["steps"] == 20).all()
@@ -163,7 +161,7 @@ def test_sequential_matrix_then_resume_runs_nothing(synthetic_home, tmp_path):
     assert len(list(logs.glob("*.log"))) == 8
     again = run_script(*args, home=synthetic_home)
     assert again.returncode == 0 and "8 done" in again.stdout and "0 to run" in again.stdout
-    assert len(sweep.read_matrix(results)) == 8
+    assert len(results_file.read_matrix(results)) == 8
 
     out = tmp_path / "matrix.png"
     r = run_script("analyze.py", "matrix", "--results", str(results), "--out", str(out),
@@ -182,33 +180,14 @@ def test_ray_workers_resume_only_missing_and_crashed_cells(synthetic_home, tmp_p
     for t in TARGETS:
         for s in (BASELINE, SOURCE):
             row = {"target": t, "source": s, "seed": 0, "dev_f1": 0.5, "status": "ok"}
-            sweep.append_matrix_row(results, {"protocol": protocol, **row})
+            results_file.append_matrix_row(results, {"protocol": protocol, **row})
     row = {"target": TARGETS[0], "source": SOURCE, "seed": 1, "status": "crash", "reason": "x"}
-    sweep.append_matrix_row(results, {"protocol": protocol, **row})
+    results_file.append_matrix_row(results, {"protocol": protocol, **row})
     r = run_script(*MATRIX_ARGS, "--results", str(results), "--logs", str(tmp_path / "logs"),
                    "--workers", "2", home=synthetic_home)  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
     assert "4 done" in r.stdout and "4 to run" in r.stdout
     assert "ray: 2 workers, one CPU per run" in r.stdout
-    new = sweep.read_matrix(results).iloc[5:]
+    new = results_file.read_matrix(results).iloc[5:]
     assert len(new) == 4 and set(new["status"]) == {"ok"} and set(new["seed"]) == {1}
     assert cells_of(new) == {Cell(t, s, 1) for t in TARGETS for s in (BASELINE, SOURCE)}
-
-
-def _fails_on_bad(config_yaml: str, home, timeout) -> dict:
-    if "bad" in config_yaml:
-        raise RuntimeError("no GPU left")
-    return {"returncode": 0, "stdout": "", "stderr": ""}
-
-
-def test_a_failed_ray_task_comes_back_as_its_exception():
-    ray = pytest.importorskip("ray", reason="Ray is optional: pip install -e '.[ray]'")
-    ray.init(num_cpus=2, include_dashboard=False)
-    try:
-        runs = [Run(Cell("t", BASELINE, 0), "good"), Run(Cell("t", "s", 0), "bad")]
-        got = dict(sweep.run_on_ray(runs, None, None, 2, None, fn=_fails_on_bad))
-    finally:
-        ray.shutdown()
-    assert got[runs[0]] == {"returncode": 0, "stdout": "", "stderr": ""}
-    row = sweep.outcome_row(runs[1].cell, got[runs[1]], "p", 0.5, None)
-    assert row["status"] == "crash" and row["reason"] == "task failed: RuntimeError: no GPU left"

@@ -7,7 +7,9 @@ import pytest
 import torch
 
 import train
+from nerlab.budget import Progress
 from nerlab.config import parse_config
+from nerlab.heads import TokenHead
 from nerlab.metrics import read_predictions, score
 from nerlab.results import read_results
 from nerlab.summary import KEYS, parse_summary
@@ -65,21 +67,21 @@ def _run_in_process(monkeypatch, home, raw: dict, **args):
 
 def test_curriculum_stage_steps_mixing_and_heads(synthetic_home, monkeypatch):
     calls = []
-    original = train.TokenHead.loss
+    original = TokenHead.loss
 
     def spy(head, states, labels):
         calls.append((progress_stage[0], head.labels[1], id(head)))
         return original(head, states, labels)
 
     progress_stage = [0]
-    start_stage = train.Progress.start_stage
+    start_stage = Progress.start_stage
 
     def track(self, i):
         progress_stage[0] = i
         start_stage(self, i)
 
-    monkeypatch.setattr(train.TokenHead, "loss", spy)
-    monkeypatch.setattr(train.Progress, "start_stage", track)
+    monkeypatch.setattr(TokenHead, "loss", spy)
+    monkeypatch.setattr(Progress, "start_stage", track)
     out = _run_in_process(monkeypatch, synthetic_home, {
         "target": "ncbi_disease",
         "budget": {"steps": 40},

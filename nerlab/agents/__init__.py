@@ -25,6 +25,7 @@ class Context:
     results: str  # compact table of every experiment so far
     best_f1: float | None
     best_description: str
+    running: str = ""  # experiments in flight now: number, description, diff against the best
     log_tail: Callable[[int, int], str] = field(repr=False, default=lambda n, lines: "")
 
 

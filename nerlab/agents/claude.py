@@ -66,7 +66,13 @@ def render(ctx: Context) -> str:
         f"Experiment {ctx.experiment}. Best dev F1 so far: {best}.\n\n"
         f"## Current best config (configs file you edit)\n```yaml\n{ctx.config_yaml}```\n\n"
         f"## Results so far\n```\n{ctx.results or '(none yet)'}\n```\n\n"
-        f"## Corpora\n{ctx.corpora}\n\n"
+        + (
+            "## Running now (do not propose these again; their results come later)\n"
+            f"{ctx.running}\n\n"
+            if ctx.running
+            else ""
+        )
+        + f"## Corpora\n{ctx.corpora}\n\n"
         f"## Config schema (JSON schema)\n```json\n{ctx.schema}\n```\n\n"
         "Propose the next experiment with the propose_experiment tool."
     )

@@ -32,8 +32,12 @@ class OptunaProposer:
             study_name="autoresearch",
             storage=f"sqlite:///{storage}",
             direction="maximize",
-            sampler=optuna.samplers.TPESampler(seed=seed),
             load_if_exists=True,
+        )
+        # Seeded by the trials so far: a restarted search goes on instead of replaying its
+        # first proposals; the constant liar keeps trials in flight from being proposed twice.
+        self.study.sampler = optuna.samplers.TPESampler(
+            seed=seed + len(self.study.trials), constant_liar=True
         )
         for t in self.study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
             self.study.tell(t.number, state=optuna.trial.TrialState.FAIL)  # killed mid-run

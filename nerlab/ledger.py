@@ -1,0 +1,70 @@
+"""A tag's record: its experiments' rows in results.tsv, and its best, derived from git + rows.
+
+There is no separate record of the best that a kill could leave behind: the branch tip is the
+best experiment (only kept experiments join the branch, after their `keep` row is written), and
+its row holds its mean F1. Rows belong to a tag through their commits (the experiments' refs),
+so several tags can share one results.tsv.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from nerlab.gitops import NUMBER, PREFIX, RunBranch
+from nerlab.results import append_row, read_results
+from nerlab.runner import RunOutcome, results_row
+
+
+@dataclass(frozen=True)
+class Best:
+    commit: str  # the experiment commit that ran (short hash)
+    f1: float  # its mean over seeds
+    description: str
+
+
+class Ledger:
+    def __init__(self, path: Path, git: RunBranch, target: str):
+        self.path, self.git, self.target = path, git, target
+
+    def rows(self) -> pd.DataFrame:
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return pd.DataFrame(columns=["commit", "status", "dev_f1", "description"])
+        return read_results(self.path)
+
+    def tag_rows(self) -> pd.DataFrame:
+        rows = self.rows()
+        return rows[rows["commit"].isin(set(self.git.experiments().values()))]
+
+    def statuses(self) -> dict[str, str]:
+        """Each of this tag's recorded commits -> the status of its last row."""
+        rows = self.tag_rows()
+        return dict(zip(rows["commit"], rows["status"]))
+
+    def best(self) -> Best | None:
+        """The tip's experiment and its keep row; None before a baseline was kept."""
+        tip = self.git.tip()
+        if not tip.message.startswith(PREFIX):
+            return None
+        commit = self.git.ran_as(tip)
+        if commit not in self.git.experiments().values():
+            return None  # a tag branched from another tag's best runs its own baseline
+        rows = self.rows()
+        kept = rows[(rows["commit"] == commit) & (rows["status"] == "keep")]
+        if not len(kept):
+            return None
+        subject = tip.message.splitlines()[0]
+        m = NUMBER.match(subject)
+        description = subject[m.end() :] if m else subject.removeprefix(PREFIX)
+        return Best(commit, float(kept["dev_f1"].iloc[-1]), description)
+
+    def record(self, commit: str, outcome: RunOutcome, description: str, status: str = "crash",
+               note: str = "", f1s: list[float] | None = None) -> None:  # fmt: skip
+        """One row. A write that fails (disk full) raises UserError and appends nothing."""
+        if status == "crash":
+            f1s = []
+        row = results_row(outcome.summary, self.target, description, status,
+                          note or outcome.reason, commit, f1s)  # fmt: skip
+        append_row(self.path, row)

@@ -1,0 +1,141 @@
+"""Where runs execute: a few at a time, here (threads, each waiting on its train.py) or as Ray
+tasks (a local Ray instance or an existing cluster). Both take `RunSpec`s keyed by the caller's
+handle and give back outcomes in completion order; a run that fails in any way (crash, timeout,
+a Ray worker killed or lost) is a `crash` outcome, never an exception.
+
+Only the caller writes results: a pool runs train.py and leaves its output in the log path
+it was given (written here by the subprocess, or by the driver from what a Ray task returned).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
+from pathlib import Path
+from typing import Any, Protocol
+
+from nerlab.errors import UserError
+from nerlab.runner import RunOutcome, RunSpec, kill_all, run_for_ray, run_train
+
+RAY_GRACE = 120.0  # beyond a run's own timeout before the driver gives up on its Ray task
+
+
+class Pool(Protocol):
+    workers: int
+
+    def submit(self, key: Any, spec: RunSpec, log_path: Path) -> None: ...
+
+    def wait(self) -> tuple[Any, RunOutcome]:
+        """The next run to finish (blocks); only call with runs in flight."""
+
+    def in_flight(self) -> int: ...
+
+    def close(self) -> None:
+        """Stop whatever still runs (its train.py processes included)."""
+
+
+def make_pool(workers: int, ray_address: str | None = None, gpus_per_run: float = 1.0,
+              say=print) -> Pool:  # fmt: skip
+    """Threads for one worker and no cluster (no Ray needed), else Ray."""
+    if workers < 1:
+        raise UserError(f"--workers must be at least 1, got {workers}")
+    if workers == 1 and not ray_address:
+        return LocalPool(1)
+    return RayPool(workers, ray_address, gpus_per_run, say)
+
+
+class LocalPool:
+    def __init__(self, workers: int):
+        self.workers = workers
+        self._threads = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="run")
+        self._futures: dict[Future, Any] = {}
+
+    def submit(self, key: Any, spec: RunSpec, log_path: Path) -> None:
+        self._futures[self._threads.submit(run_train, spec, log_path)] = key
+
+    def in_flight(self) -> int:
+        return len(self._futures)
+
+    def wait(self) -> tuple[Any, RunOutcome]:
+        done, _ = wait_futures(list(self._futures), return_when=FIRST_COMPLETED)
+        future = next(iter(done))
+        key = self._futures.pop(future)
+        try:
+            return key, future.result()
+        except Exception as e:  # e.g. the log could not be written (disk full)
+            return key, RunOutcome("crash", reason=f"runner failed: {type(e).__name__}: {e}")
+
+    def close(self) -> None:
+        kill_all()
+        self._threads.shutdown(wait=True, cancel_futures=True)
+        self._futures.clear()
+
+
+class RayPool:
+    """One Ray task per run: `gpus_per_run` GPUs each where the cluster has GPUs (a fraction
+    packs several runs on one GPU), else one CPU. A local instance gets at least `workers` CPUs
+    so `workers` runs are really in flight."""
+
+    def __init__(self, workers: int, address: str | None, gpus_per_run: float, say=print):
+        try:
+            import ray
+        except ImportError:
+            msg = "--workers > 1 and --ray-address need Ray: pip install -e '.[ray]'"
+            raise UserError(msg) from None
+        self.ray, self.workers = ray, workers
+        self._started = not ray.is_initialized()
+        if self._started:
+            local = {} if address else {"num_cpus": max(os.cpu_count() or 1, workers)}
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, **local)
+        gpus = ray.cluster_resources().get("GPU", 0)
+        self.gpu = bool(gpus)
+        options = {"num_gpus": gpus_per_run, "num_cpus": 1} if gpus else {"num_cpus": 1}
+        self._task = ray.remote(run_for_ray).options(max_retries=0, **options)
+        self._home = os.environ.get("NER_AR_HOME")
+        self._pending: dict[Any, tuple[Any, Path, float | None]] = {}  # ref -> key, log, deadline
+        unit = f"{gpus_per_run:g} GPU" if gpus else "1 CPU"
+        say(f"ray: {workers} workers, {unit} per run ({gpus:g} GPUs in the cluster)")
+
+    def submit(self, key: Any, spec: RunSpec, log_path: Path) -> None:
+        ref = self._task.remote(spec, self._home)
+        deadline = time.monotonic() + spec.timeout + RAY_GRACE if spec.timeout else None
+        self._pending[ref] = (key, Path(log_path), deadline)
+
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    def wait(self) -> tuple[Any, RunOutcome]:
+        while True:
+            deadlines = [d for _, _, d in self._pending.values() if d is not None]
+            timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+            ready, _ = self.ray.wait(list(self._pending), num_returns=1, timeout=timeout)
+            if ready:
+                return self._collect(ready[0])
+            for ref, (key, log, deadline) in list(self._pending.items()):
+                if deadline is not None and time.monotonic() >= deadline:
+                    self.ray.cancel(ref, force=True)  # a hung task: its worker is killed
+                    del self._pending[ref]
+                    log.write_text("the Ray task did not return in time; cancelled\n")
+                    return key, RunOutcome("crash", reason="timeout: the Ray task never returned")
+
+    def _collect(self, ref) -> tuple[Any, RunOutcome]:
+        key, log, _ = self._pending.pop(ref)
+        try:
+            outcome, text = self.ray.get(ref)
+        except Exception as e:  # RayTaskError, WorkerCrashedError, NodeDiedError, ...
+            cause = getattr(e, "cause", None) or e  # RayTaskError wraps the original
+            lines = [x.strip() for x in str(cause).splitlines() if x.strip()]
+            reason = f"task failed: {type(cause).__name__}: {lines[0] if lines else ''}"
+            log.write_text(f"{reason}\n{e}\n")
+            return key, RunOutcome("crash", reason=reason[:300])
+        log.write_text(text)
+        return key, outcome
+
+    def close(self) -> None:
+        for ref in self._pending:
+            self.ray.cancel(ref, force=True)
+        self._pending.clear()
+        if self._started:
+            self.ray.shutdown()

@@ -1,0 +1,198 @@
+"""The one way to run train.py: on a config text, with a timeout, in a subprocess here or inside
+a Ray task, its output going to a log. The outcome is read only from the summary block (the
+output contract of nerlab.summary), and `results_row` is the one place a summary becomes a row
+of results.tsv. The loop, the transfer-matrix sweep and the final evaluation all use this.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nerlab.summary import parse_summary
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN_PY = ROOT / "train.py"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What to run: a whole config file's text, optional `--set` overrides, a hard timeout."""
+
+    config_text: str
+    sets: tuple[str, ...] = ()
+    timeout: float | None = None  # seconds; None waits forever
+    train_py: str = str(TRAIN_PY)  # tests swap in a fake trainer with the same contract
+    eval_split: str = "dev"
+
+
+@dataclass
+class RunOutcome:
+    status: str  # ok | crash
+    f1s: list[float] = field(default_factory=list)  # one per seed, from `f1_seeds`
+    summary: dict[str, str] = field(default_factory=dict)
+    reason: str = ""  # why it crashed
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.f1s)
+
+
+def outcome_of(log_text: str, returncode: int | None, timeout: float | None = None) -> RunOutcome:
+    """A run's outcome from its output: the summary block and the exit code, nothing else."""
+    if returncode is None:
+        return RunOutcome("crash", reason=f"timeout: killed after {timeout or 0:.0f} s")
+    summary = parse_summary(log_text)
+    if summary is None:
+        tail = " | ".join(log_text.strip().splitlines()[-3:])
+        return RunOutcome("crash", reason=f"no summary (exit code {returncode}): {tail[-300:]}")
+    if summary["status"] != "ok" or returncode != 0:
+        reason = summary.get("reason") or f"exit code {returncode}"
+        return RunOutcome("crash", summary=summary, reason=reason)
+    try:
+        f1s = [float(x) for x in summary.get("f1_seeds", "").split(",")]
+    except ValueError:
+        return RunOutcome("crash", summary=summary, reason="summary: f1_seeds is not numbers")
+    return RunOutcome("ok", f1s, summary)
+
+
+# -----------------------------------------------------------------------------
+# running: a subprocess whose process group dies with it
+
+
+_live: set[subprocess.Popen] = set()  # every train.py running now, so one call can stop all
+_live_lock = threading.Lock()
+
+
+def run_train(spec: RunSpec, log_path: Path, env: dict | None = None) -> RunOutcome:
+    """Run train.py on `spec`, its output (stdout and stderr) streamed into `log_path`.
+    A timeout kills the whole process group; so does KeyboardInterrupt (then re-raised)."""
+    log_path = Path(log_path)
+    with tempfile.TemporaryDirectory(prefix="ner-run-") as tmp:
+        config = Path(tmp) / "config.yaml"
+        config.write_text(spec.config_text)
+        cmd = [sys.executable, spec.train_py, "--config", str(config)]
+        cmd += [a for s in spec.sets for a in ("--set", s)]
+        if spec.eval_split != "dev":
+            cmd += ["--eval-split", spec.eval_split]
+        with open(log_path, "w", encoding="utf-8") as out:
+            out.write(f"$ {' '.join(cmd)}\n# config\n{spec.config_text.rstrip()}\n# output\n")
+            out.flush()
+            code = _wait(cmd, out, spec.timeout, env)
+    return outcome_of(log_path.read_text(encoding="utf-8", errors="replace"), code, spec.timeout)
+
+
+def _wait(cmd: list[str], out, timeout: float | None, env: dict | None) -> int | None:
+    """The exit code, or None after a timeout (the process group killed)."""
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env,
+        start_new_session=True, preexec_fn=_die_with_parent,
+    )  # fmt: skip
+    with _live_lock:
+        _live.add(proc)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill(proc)
+        return None
+    except BaseException:  # Ctrl-C, or the caller giving up: never leave it running
+        kill(proc)
+        raise
+    finally:
+        with _live_lock:
+            _live.discard(proc)
+
+
+def kill_all() -> None:
+    """Stop every train.py started by this process (Ctrl-C, shutdown)."""
+    with _live_lock:
+        procs = list(_live)
+    for proc in procs:
+        kill(proc)
+
+
+def kill(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _die_with_parent() -> None:
+    """Linux: train.py gets SIGKILL when the thread that started it dies (the loop killed),
+    so no orphan holds the GPU; the loop's threads live as long as their run."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def run_for_ray(spec: RunSpec, home: str | None) -> tuple[RunOutcome, str]:
+    """The body of a Ray task: run here (on whichever node) and return the outcome and the log
+    text, which the driver writes; `home` carries the driver's NER_AR_HOME."""
+    env = dict(os.environ)  # inside Ray this carries the task's CUDA_VISIBLE_DEVICES
+    if home:
+        env["NER_AR_HOME"] = home
+    with tempfile.TemporaryDirectory(prefix="ner-task-") as tmp:
+        log = Path(tmp) / "run.log"
+        outcome = run_train(spec, log, env)
+        return outcome, log.read_text(encoding="utf-8", errors="replace")
+
+
+# -----------------------------------------------------------------------------
+# a summary as a row of results.tsv
+
+
+def results_row(summary: dict, target: str, description: str, status: str | None = None,
+                note: str = "", commit: str | None = None, f1s: list[float] | None = None,
+                ) -> dict:  # fmt: skip
+    """The row of one run: `status` defaults to the summary's (`ok` or `crash`); `f1s` (the
+    seeds behind the decision, e.g. after confirmation) default to the summary's own; `note`
+    (a decision or crash reason) is appended to the description; `commit` defaults to HEAD."""
+    if commit is None:
+        from nerlab.gitops import short_head
+
+        commit = short_head(Path.cwd())
+    status = status or ("ok" if summary.get("status") == "ok" else "crash")
+    if f1s is None:
+        f1s = _floats(summary.get("f1_seeds", "")) if status != "crash" else []
+    note = note or summary.get("reason", "")
+    return {
+        "commit": commit,
+        "target": target,
+        "dev_f1": f"{statistics.fmean(f1s):.6f}" if f1s else "0.000000",
+        "dev_f1_std": f"{statistics.stdev(f1s):.6f}" if len(f1s) > 1 else "0.000000",
+        "repeats": len(f1s) or _int(summary.get("repeats")) or 1,
+        "memory_gb": f"{_number(summary.get('peak_memory_gb')):.2f}",
+        "train_s": f"{_number(summary.get('train_seconds')):.1f}",
+        "status": status,
+        "description": description + (f" [{status}: {note}]" if note else ""),
+    }
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in str(text).split(",") if x.strip()]
+    except ValueError:
+        return []
+
+
+def _number(text) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _int(text) -> int:
+    return int(_number(text))
