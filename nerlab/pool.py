@@ -73,6 +73,22 @@ class LocalPool:
         self._futures.clear()
 
 
+CARRIED = ("NER_AR_", "HF_", "TRANSFORMERS_", "TOKENIZERS_")
+NEVER = ("RAY_", "CUDA_VISIBLE_DEVICES", "ANTHROPIC_")  # Ray's, the GPU choice, the API key
+
+
+def task_env(local: bool) -> dict[str, str]:
+    """The driver's environment for train.py in a Ray task: all of it on a local instance (the
+    same machine, as a sequential run would see it), the project's and Hugging Face's settings
+    on a cluster (other nodes have their own PATH, CUDA, ...). Never the secrets (train.py
+    needs no API key, and task arguments live in Ray's object store)."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(NEVER) and (local or k.startswith(CARRIED))
+    }
+
+
 class RayPool:
     """One Ray task per run: `gpus_per_run` GPUs each where the cluster has GPUs (a fraction
     packs several runs on one GPU), else one CPU. A local instance gets at least `workers` CPUs
@@ -93,13 +109,14 @@ class RayPool:
         self.gpu = bool(gpus)
         options = {"num_gpus": gpus_per_run, "num_cpus": 1} if gpus else {"num_cpus": 1}
         self._task = ray.remote(run_for_ray).options(max_retries=0, **options)
-        self._home = os.environ.get("NER_AR_HOME")
+        self._env = task_env(local=not address)
         self._pending: dict[Any, tuple[Any, Path, float | None]] = {}  # ref -> key, log, deadline
         unit = f"{gpus_per_run:g} GPU" if gpus else "1 CPU"
         say(f"ray: {workers} workers, {unit} per run ({gpus:g} GPUs in the cluster)")
 
     def submit(self, key: Any, spec: RunSpec, log_path: Path) -> None:
-        ref = self._task.remote(spec, self._home)
+        Path(log_path).write_text("# running as a Ray task: its output arrives when it ends\n")
+        ref = self._task.remote(spec, self._env)
         deadline = time.monotonic() + spec.timeout + RAY_GRACE if spec.timeout else None
         self._pending[ref] = (key, Path(log_path), deadline)
 

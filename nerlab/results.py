@@ -5,6 +5,7 @@ append_tsv and read_tsv are that format for any columns; the sweep's matrix file
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -65,13 +66,24 @@ def append_tsv(
         row = {"timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"), **row}
     cells = {c: clean(row.get(c, "")) for c in columns}
     path.parent.mkdir(parents=True, exist_ok=True)
+    line = "\t".join(cells[c] for c in columns) + "\n"
     with FileLock(str(path) + ".lock"):
         _set_aside_partial_line(path)
-        with open(path, "a", encoding="utf-8") as f:
-            if f.tell() == 0:
-                f.write("\t".join(columns) + "\n")
-            f.write("\t".join(cells[c] for c in columns) + "\n")
+        with open(path, "ab", buffering=0) as f:  # unbuffered: a failed write fails here
+            size = f.seek(0, os.SEEK_END)
+            text = ("\t".join(columns) + "\n" if size == 0 else "") + line
+            try:
+                _write_row(f, text.encode("utf-8"))
+            except OSError as e:  # a full disk: take back the part that was written
+                os.truncate(path, size)
+                raise UserError(f"{path}: cannot append a row: {e.strerror or e}") from None
     return cells
+
+
+def _write_row(f, data: bytes) -> None:
+    view = memoryview(data)
+    while view:  # a raw write may be partial
+        view = view[f.write(view) :]
 
 
 def read_tsv(

@@ -137,15 +137,14 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def run_for_ray(spec: RunSpec, home: str | None) -> tuple[RunOutcome, str]:
+def run_for_ray(spec: RunSpec, env: dict[str, str]) -> tuple[RunOutcome, str]:
     """The body of a Ray task: run here (on whichever node) and return the outcome and the log
-    text, which the driver writes; `home` carries the driver's NER_AR_HOME."""
-    env = dict(os.environ)  # inside Ray this carries the task's CUDA_VISIBLE_DEVICES
-    if home:
-        env["NER_AR_HOME"] = home
+    text, which the driver writes. `env` is the driver's environment to carry over: a Ray
+    worker's own does not hold the user's settings (NER_AR_HOME, HF_HOME, ...)."""
+    merged = {**os.environ, **env}  # the worker's CUDA_VISIBLE_DEVICES stays Ray's choice
     with tempfile.TemporaryDirectory(prefix="ner-task-") as tmp:
         log = Path(tmp) / "run.log"
-        outcome = run_train(spec, log, env)
+        outcome = run_train(spec, log, merged)
         return outcome, log.read_text(encoding="utf-8", errors="replace")
 
 

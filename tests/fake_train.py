@@ -2,11 +2,14 @@
 
 dev F1 = 10 * lr (capped at 0.99) + 0.001 * seed, so a test picks outcomes through the config.
 lr == 0.0123 hangs (for timeout tests); FAKE_TRAIN_SLEEP=S sleeps S seconds in runs of configs
-written by the loop (for kill tests); lr >= 1 crashes like a NaN loss.
+written by the loop (for kill tests); lr >= 1 crashes like a NaN loss; lr == 0.0321 kills its
+parent process (a Ray worker killed from outside); optim.weight_decay >= 0.05 sleeps
+100 * weight_decay seconds (to order completions in parallel tests).
 """
 
 import argparse
 import os
+import signal
 import time
 
 import yaml
@@ -24,6 +27,11 @@ for item in args.set:
 lr = float(cfg["optim"]["lr"])
 if lr == 0.0123:
     time.sleep(3600)
+if lr == 0.0321:
+    os.kill(os.getppid(), signal.SIGKILL)
+    time.sleep(3600)  # PR_SET_PDEATHSIG ends this when the parent dies
+if cfg["optim"].get("weight_decay", 0) >= 0.05:
+    time.sleep(100 * cfg["optim"]["weight_decay"])
 if text.startswith("# agent_loop.py") and os.environ.get("FAKE_TRAIN_SLEEP"):
     time.sleep(float(os.environ["FAKE_TRAIN_SLEEP"]))
 status, reason = ("crash", "loss is nan at step 3") if lr >= 1 else ("ok", "")

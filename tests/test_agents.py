@@ -167,3 +167,35 @@ def test_optuna_proposals_are_valid_and_the_study_resumes(tmp_path, synthetic_ho
     states = [t.state.name for t in second.study.trials]
     assert states.count("COMPLETE") == 6 and states[-1] == "FAIL" and pending.ref is not None
     assert len(set(seen)) > 1
+
+
+def test_claude_sees_the_experiments_in_flight():
+    server = Server(ok(propose(GOOD)))
+    running = "- [3] bc2gm first, 30%\n    -  lr: 0.05\n    +  lr: 0.1"
+    claude(server).propose(ctx(running=running))
+    prompt = server.requests[0]["messages"][0]["content"]
+    assert "## Running now (do not propose these again" in prompt and running in prompt
+    server = Server(ok(propose(GOOD)))
+    claude(server).propose(ctx())
+    assert "Running now" not in server.requests[0]["messages"][0]["content"]
+
+
+def test_optuna_never_proposes_a_pending_trial_twice(tmp_path, synthetic_home, monkeypatch):
+    monkeypatch.setenv("NER_AR_HOME", str(synthetic_home))
+    base = parse_config(BASE)
+    proposer = OptunaProposer(base, ["bc5cdr_disease", "bc2gm", "linnaeus"], tmp_path / "o.db")
+    for _ in range(12):  # past TPE's random start-up trials
+        proposer.observe(proposer.propose(ctx()), 0.5)
+    pending = [proposer.propose(ctx()) for _ in range(6)]  # in flight together
+    assert len({p.config_yaml for p in pending}) == 6
+
+
+def test_a_restarted_search_does_not_replay_its_proposals(tmp_path, synthetic_home, monkeypatch):
+    monkeypatch.setenv("NER_AR_HOME", str(synthetic_home))
+    base, db = parse_config(BASE), tmp_path / "o.db"
+    sources = ["bc5cdr_disease", "bc2gm", "linnaeus"]
+    first = OptunaProposer(base, sources, db)
+    p = first.propose(ctx())
+    first.observe(p, 0.5)
+    again = OptunaProposer(base, sources, db).propose(ctx())  # same seed, after a restart
+    assert again.config_yaml != p.config_yaml

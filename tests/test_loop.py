@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from nerlab.agents import Proposal
+from nerlab.errors import UserError
 from nerlab.gitops import PREFIX
 from nerlab.ledger import Best
 from nerlab.loop import LoopOptions, ResearchLoop
@@ -175,8 +176,7 @@ def test_sigkill_mid_experiment_then_resume(repo, synthetic_home):
     killed = r.commit("refs/autoresearch/t/2").hexsha[:7]  # the killed experiment
     assert r.head.commit.message.startswith(PREFIX + "[1] baseline")  # never checked out
     time.sleep(0.5)
-    assert "FAKE_TRAIN_SLEEP" not in subprocess.run(["ps", "-eo", "args"], capture_output=True,
-                                                    text=True).stdout  # fmt: skip
+    assert not _trainers_of(repo)  # the training child died with the loop
     with open(repo / "results.tsv", "a") as f:
         f.write("2026-01-01T00:00:00\tpartial")  # and results.tsv got a torn last line
     env.pop("FAKE_TRAIN_SLEEP")
@@ -259,3 +259,167 @@ def test_an_unavailable_proposer_stops_the_loop(repo):
     rows = read_results(repo / "results.tsv")
     assert rows["status"].tolist() == ["keep"]  # the baseline, and no failed-proposal rows
     assert not git.Repo(repo).is_dirty()
+
+
+# -----------------------------------------------------------------------------
+# night-proof: kills at the worst moments, a full disk, two loops, Ctrl-C, hostile proposals
+
+
+def test_a_kill_before_landing_a_keep_lands_it_on_restart(repo, monkeypatch):
+    """The keep row is written, then the loop dies before the branch moves: the restart lands
+    it (one keep row, no second baseline), never reruns it."""
+    from nerlab.gitops import RunBranch
+
+    def killed(*args, **kwargs):
+        raise SystemExit("killed")
+
+    run_loop(repo, [], max_experiments=1)
+    monkeypatch.setattr(RunBranch, "land", killed)
+    with pytest.raises(SystemExit):
+        run_loop(repo, [0.08], max_experiments=2)
+    monkeypatch.undo()
+    loop, _ = run_loop(repo, [0.01], max_experiments=3)
+    rows = read_results(repo / "results.tsv")
+    assert rows["status"].tolist() == ["keep", "keep", "discard"]
+    assert rows["commit"].nunique() == 3
+    _, experiments = branch_state(repo)
+    assert experiments == ["lr 0.08", "baseline"]
+    assert loop.ledger.best().commit == rows["commit"].iloc[1]
+
+
+def test_a_reset_cut_short_is_restored_but_a_users_edit_is_refused(repo):
+    """A kill inside `git reset --hard` leaves the branch moved and the config file old: the
+    loop's own half-step, undone on restart; any other edit is the user's and is refused."""
+    run_loop(repo, [0.08], max_experiments=2)
+    r = git.Repo(repo)
+    config = repo / "configs" / "current.yaml"
+    config.write_text(r.git.show("HEAD~1:configs/current.yaml") + "\n")  # the previous best
+    run_loop(repo, [0.01], max_experiments=3)
+    assert not r.is_dirty()
+    config.write_text("edited: true\n")
+    with pytest.raises(Exception, match="uncommitted changes: configs/current.yaml"):
+        run_loop(repo, [], max_experiments=4)
+
+
+def test_a_full_disk_stops_the_loop_and_the_result_is_recovered(repo, monkeypatch):
+    import errno
+
+    from nerlab import results
+
+    run_loop(repo, [], max_experiments=1)
+    before = (repo / "results.tsv").read_bytes()
+    original = results._write_row
+
+    def full(f, line):
+        f.write(line[:10])  # half a row reaches the file, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(results, "_write_row", full)
+    with pytest.raises(UserError, match=r"results.tsv: cannot append a row: No space left"):
+        run_loop(repo, [0.08], max_experiments=2)
+    assert (repo / "results.tsv").read_bytes() == before  # nothing appended, not even half
+    r = git.Repo(repo)
+    assert r.head.commit.message.startswith(PREFIX + "[1] baseline") and not r.is_dirty()
+    monkeypatch.setattr(results, "_write_row", original)
+    run_loop(repo, [], max_experiments=2)  # the finished run is read back from its log
+    rows = read_results(repo / "results.tsv")
+    assert rows["status"].tolist() == ["keep", "keep"] and rows["dev_f1"].iloc[1] == 0.8
+    assert branch_state(repo)[1] == ["lr 0.08", "baseline"]
+
+
+def test_a_second_loop_in_the_same_tree_is_refused(repo, synthetic_home):
+    env = {"NER_AR_HOME": str(synthetic_home), "FAKE_TRAIN_SLEEP": "60"}
+    first = agent_loop(repo, "--max-experiments", "3", env=env)
+    try:
+        wait_for(repo / "runs" / "t" / "2.log", first)
+        second = subprocess.run(
+            [sys.executable, str(ROOT / "agent_loop.py"), "--tag", "u", "--agent", "optuna"],
+            cwd=repo, env={**os.environ, **env}, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert second.returncode == 1
+        assert second.stderr.strip() == (
+            f"error: another agent_loop.py (pid {first.pid}) is running in {repo}; stop it "
+            "first, or run this one in another working tree (git worktree add)"
+        )
+    finally:
+        first.kill()
+        first.wait()
+    # the lock died with the killed loop: a restart is not blocked
+    env.pop("FAKE_TRAIN_SLEEP")
+    out, _ = agent_loop(repo, "--max-experiments", "2", env=env).communicate(timeout=120)
+    assert "recovering: [2]" in out, out
+
+
+def test_ctrl_c_during_the_baseline_records_it_and_exits_cleanly(repo, synthetic_home):
+    env = {"NER_AR_HOME": str(synthetic_home), "FAKE_TRAIN_SLEEP": "60"}
+    (repo / "configs" / "current.yaml").write_text(
+        "# agent_loop.py: sleep in the fake trainer\n" + yaml.safe_dump(BASE)
+    )  # the fake trainer sleeps in configs that start with this comment
+    git.Repo(repo).git.commit("-am", "sleepy baseline")
+    proc = agent_loop(repo, "--max-experiments", "2", env=env, start_new_session=True)
+    wait_for(repo / "runs" / "t" / "1.log", proc)
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
+    out, _ = proc.communicate(timeout=60)
+    assert "Traceback" not in out and "BrokenPipeError" not in out, out
+    rows = read_results(repo / "results.tsv")
+    assert rows["status"].tolist() == ["crash"]
+    assert rows["description"].iloc[0] == "baseline [crash: interrupted (Ctrl-C)]"
+    assert not git.Repo(repo).is_dirty()
+    assert not _trainers_of(repo)
+
+
+def test_a_kill_during_the_baseline_leaves_a_row(repo, synthetic_home):
+    env = {"NER_AR_HOME": str(synthetic_home), "FAKE_TRAIN_SLEEP": "60"}
+    (repo / "configs" / "current.yaml").write_text(
+        "# agent_loop.py: sleep in the fake trainer\n" + yaml.safe_dump(BASE)
+    )
+    git.Repo(repo).git.commit("-am", "sleepy baseline")
+    proc = agent_loop(repo, "--max-experiments", "2", env=env)
+    wait_for(repo / "runs" / "t" / "1.log", proc)
+    proc.kill()
+    proc.wait()
+    env.pop("FAKE_TRAIN_SLEEP")
+    out, _ = agent_loop(repo, "--max-experiments", "2", env=env).communicate(timeout=120)
+    rows = read_results(repo / "results.tsv")
+    assert rows["status"].tolist() == ["crash", "keep"], out
+    assert rows["description"].iloc[0] == "baseline [crash: interrupted]"
+    assert rows["description"].iloc[1].startswith("baseline [keep")
+
+
+def test_the_same_crash_three_times_stops_the_loop(repo):
+    with pytest.raises(UserError, match="3 crashes in a row for the same reason"):
+        run_loop(repo, [5.0, 5.0, 5.0, 0.08], max_experiments=10)
+    rows = read_results(repo / "results.tsv")
+    assert rows["status"].tolist() == ["keep", "crash", "crash", "crash"]
+
+
+def test_a_measured_config_is_not_run_again(repo):
+    _, proposer = run_loop(repo, [0.08, 0.08, 0.07], max_experiments=3)
+    assert "this exact config is experiment 2 (keep)" in proposer.errors[2]
+    rows = read_results(repo / "results.tsv")
+    assert len(rows) == 3 and rows["dev_f1"].tolist() == pytest.approx([0.5, 0.8, 0.7])
+
+
+def test_hostile_proposals_go_back_to_the_proposer(repo):
+    deep = "a: " + "[" * 3000 + "]" * 3000
+    bomb = 'a: &a ["x","x","x","x","x","x","x","x","x"]\n' + "".join(
+        f"{c}: &{c} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]\n"
+        for p, c in zip("abcdefgh", "bcdefghi")
+    )
+    _, proposer = run_loop(repo, [deep, bomb, 0.08], max_experiments=2)
+    assert len(proposer.errors[1]) < 300 and len(proposer.errors[2]) < 300
+    rows = read_results(repo / "results.tsv")
+    assert rows["status"].tolist() == ["keep", "keep"]
+
+
+def wait_for(path: Path, proc: subprocess.Popen, limit: float = 120) -> None:
+    deadline = time.time() + limit
+    while not path.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert path.exists(), proc.communicate()[0] if proc.poll() is not None else "timed out"
+
+
+def _trainers_of(repo: Path) -> list[str]:
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    return [line for line in ps.splitlines() if f"{repo}/train.py" in line]

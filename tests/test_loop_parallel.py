@@ -1,0 +1,122 @@
+"""The loop with several experiments in flight on Ray (tests/fake_train.py as the trainer):
+out-of-order completion, a later win landing on a moved tip, crash, hang, a worker killed from
+outside, and a kill -9 of the driver with runs in flight."""
+
+import os
+import signal
+import time
+
+import git
+import pytest
+import yaml
+
+from nerlab.agents import Proposal
+from nerlab.gitops import RAN_AS
+from nerlab.loop import LoopOptions, ResearchLoop
+from nerlab.results import read_results
+from tests.test_loop import (
+    BASE,
+    Scripted,
+    _trainers_of,
+    agent_loop,
+    branch_state,
+    make_repo,
+    wait_for,
+)
+
+pytest.importorskip("ray", reason="Ray is optional: pip install -e '.[ray]'")
+
+
+@pytest.fixture
+def repo(tmp_path, synthetic_home, monkeypatch):
+    monkeypatch.setenv("NER_AR_HOME", str(synthetic_home))
+    return make_repo(tmp_path / "proj", fake_train=True)
+
+
+class Watching(Scripted):
+    """Scripted proposals (an lr, or a dict of optim fields); records what was in flight."""
+
+    def __init__(self, proposals):
+        super().__init__(proposals)
+        self.running: list[str] = []
+
+    def propose(self, ctx, error=None):
+        self.running.append(ctx.running)
+        item = self.proposals[0]
+        if isinstance(item, dict):
+            self.proposals.pop(0)
+            raw = {**BASE, "optim": {**BASE["optim"], **item}}
+            return Proposal(yaml.safe_dump(raw), f"lr {item['lr']}")
+        return super().propose(ctx, error)
+
+
+@pytest.mark.slow
+def test_three_workers_out_of_order_crash_hang_and_a_killed_worker(repo):
+    slow_win = {"lr": 0.095, "weight_decay": 0.08}  # 0.95 after 8 s
+    proposals = [slow_win, 0.09, 5.0, 0.0123, 0.0321]  # 0.9 fast; nan; hang; kills its worker
+    proposer = Watching(proposals)
+    opts = LoopOptions(tag="t", max_experiments=6, workers=3, timeout=20)
+    loop = ResearchLoop(repo, opts, proposer, say=print)
+    loop.run()
+    rows = read_results(repo / "results.tsv").set_index("description")
+    by_lr = {d.split(" [")[0]: r for d, r in rows.iterrows()}
+    assert by_lr["lr 0.09"]["status"] == "keep"  # proposed later, finished first, won
+    assert by_lr["lr 0.095"]["status"] == "keep"  # then beat it: landed on the moved tip
+    assert by_lr["lr 5.0"]["status"] == "crash" and "loss is nan" in by_lr["lr 5.0"].name
+    hang = by_lr["lr 0.0123"]
+    assert hang["status"] == "crash" and "timeout: killed after 20 s" in hang.name
+    killed = by_lr["lr 0.0321"]
+    assert killed["status"] == "crash" and "task failed" in killed.name
+    assert len(rows) == 6
+    r, experiments = branch_state(repo)
+    assert experiments == ["lr 0.095", "lr 0.09", "baseline"]
+    landed = r.head.commit
+    assert RAN_AS.search(landed.message).group(1) == by_lr["lr 0.095"]["commit"]
+    assert landed.hexsha[:7] != by_lr["lr 0.095"]["commit"]  # a new commit on the new tip
+    assert not r.is_dirty() and "lr: 0.095" in (repo / "configs/current.yaml").read_text()
+    assert loop.ledger.best().f1 == pytest.approx(0.95)
+    assert any("[2] lr 0.095" in running for running in proposer.running)  # shown in flight
+    assert not _trainers_of(repo)
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_driver_with_runs_in_flight_then_restart(repo, synthetic_home):
+    env = {"NER_AR_HOME": str(synthetic_home), "FAKE_TRAIN_SLEEP": "120"}
+    proc = agent_loop(repo, "--max-experiments", "6", "--workers", "3", env=env)
+    wait_for(repo / "runs" / "t" / "4.log", proc, limit=300)
+    time.sleep(3.0)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 60
+    while _trainers_of(repo) and time.time() < deadline:
+        time.sleep(1)
+    assert not _trainers_of(repo)  # no train.py (nor the Ray task running it) survived
+    env.pop("FAKE_TRAIN_SLEEP")
+    out, _ = agent_loop(repo, "--max-experiments", "6", "--workers", "3",
+                        env=env).communicate(timeout=600)  # fmt: skip
+    rows = read_results(repo / "results.tsv")
+    assert len(rows) == 6, out
+    assert rows["status"].tolist()[:4] == ["keep", "crash", "crash", "crash"], out
+    assert all(d.endswith("[crash: interrupted]") for d in rows["description"].iloc[1:4])
+    r, experiments = branch_state(repo)
+    assert not r.is_dirty()
+    kept = rows.loc[rows["status"] == "keep", "commit"].tolist()
+    assert len(experiments) == len(kept)
+    numbers = sorted(int(ref.name.rsplit("/", 1)[1]) for ref in r.refs if "autoresearch/t/" in
+                     ref.path and ref.path.startswith("refs/autoresearch"))  # fmt: skip
+    assert numbers == [1, 2, 3, 4, 5, 6]
+    assert git.Repo(repo).head.commit.hexsha[:7] in kept or RAN_AS.search(
+        git.Repo(repo).head.commit.message
+    )
+
+
+def test_ray_tasks_get_the_users_settings_but_never_the_api_key(monkeypatch):
+    from nerlab.pool import task_env
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-secret")
+    monkeypatch.setenv("HF_HOME", "/data/hf")
+    monkeypatch.setenv("MY_SETTING", "1")
+    local, cluster = task_env(local=True), task_env(local=False)
+    assert "ANTHROPIC_API_KEY" not in local and "ANTHROPIC_API_KEY" not in cluster
+    assert local["HF_HOME"] == cluster["HF_HOME"] == "/data/hf"
+    assert local["MY_SETTING"] == "1" and "MY_SETTING" not in cluster
