@@ -50,6 +50,7 @@ class RunBranch:
         self.branch = f"autoresearch/{tag}"
         self.refs = f"refs/autoresearch/{tag}"
         self._lock: FileLock | None = None
+        self._experiments: dict[int, str] | None = None  # read once; only we add to it
 
     def dirty_files(self) -> list[str]:
         """Tracked files with staged or unstaged changes (untracked files do not count)."""
@@ -142,11 +143,15 @@ class RunBranch:
         sha = self.repo.git.commit_tree(tree, "-p", parent, "-m", message)
         if not ran_as:
             self.repo.git.update_ref(f"{self.refs}/{n}", sha)
+            self.experiments()[n] = sha[:7]
         return sha[:7]
 
     def experiments(self) -> dict[int, str]:
-        """Every experiment this tag started: number -> short hash."""
-        out = {}
+        """Every experiment this tag started: number -> short hash (the loop's own map: the
+        refs are read once, then kept up to date as experiments are made)."""
+        if self._experiments is not None:
+            return self._experiments
+        out = self._experiments = {}
         for line in self.repo.git.for_each_ref("--format=%(refname) %(objectname)", self.refs,
                                                ).splitlines():  # fmt: skip
             ref, sha = line.split()

@@ -25,6 +25,7 @@ def test_smoke_config_learns_and_reports(synthetic_home, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     s = parse_summary(r.stdout)
     assert set(KEYS) <= set(s) and s["status"] == "ok" and s["steps"] == "150"
+    assert s["eval_split"] == "dev" and s["f1_seeds"] == s["dev_f1"]  # one seed
     assert float(s["train_loss_end"]) < float(s["train_loss_start"]) / 5
     # Predicting all O scores 0; the synthetic dev set holds unseen entity names (found only
     # by context), so a model that learned scores well above 0.6 (measured: 0.87).
@@ -109,6 +110,9 @@ def test_crf_head_with_repeats(synthetic_home, monkeypatch):
     })  # fmt: skip
     assert out["dev_f1"] > 0.5 and out["train_loss_end"] < out["train_loss_start"]
     assert out["dev_f1_std"] >= 0 and "f1_Species" in out
+    seeds = [float(f) for f in out["f1_seeds"].split(",")]  # what the loop decides on
+    assert len(seeds) == 2 and sum(seeds) / 2 == pytest.approx(out["dev_f1"], abs=1e-6)
+    assert out["startup_seconds"] > 0 and out["eval_seconds"] > 0
 
 
 @pytest.mark.slow
