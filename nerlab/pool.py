@@ -9,6 +9,7 @@ it was given (written here by the subprocess, or by the driver from what a Ray t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
@@ -151,8 +152,11 @@ class RayPool:
         return key, outcome
 
     def close(self) -> None:
+        # after a Ctrl-C, Ray's own processes got the SIGINT too: stop what is left, quietly
         for ref in self._pending:
-            self.ray.cancel(ref, force=True)
+            with contextlib.suppress(Exception):
+                self.ray.cancel(ref, force=True)
         self._pending.clear()
         if self._started:
-            self.ray.shutdown()
+            with contextlib.suppress(Exception):
+                self.ray.shutdown()
