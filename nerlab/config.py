@@ -129,6 +129,11 @@ class ExperimentConfig(Strict):
             )
         return target, stages
 
+    def corpora(self) -> list[str]:
+        """The corpora this config reads, each once: the stages' in order, then the target's."""
+        target, stages = self.views()
+        return list(dict.fromkeys([v.corpus for st in stages for v in st] + [target.corpus]))
+
 
 def head_key(view: View) -> str:
     """One head per distinct (corpus, types): `bc5cdr_chem` and `bc5cdr:Chemical` share one."""

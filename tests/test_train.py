@@ -80,6 +80,18 @@ def test_config_error_reason_is_one_line(synthetic_home, tmp_path, edit, reason)
     assert "Traceback" not in r.stdout + r.stderr
 
 
+def test_data_deleted_after_preparing_is_the_reason(ner_home):
+    """An empty home, as after `rm -rf` of the cache mid-night: the reason says what to run."""
+    r = run_script("train.py", "--config", "configs/smoke.yaml", home=ner_home)
+    s = parse_summary(r.stdout)
+    assert r.returncode == 1 and s["status"] == "crash"
+    assert s["reason"] == (
+        f"corpora 'bc5cdr', 'ncbi_disease' are not prepared in {ner_home / 'synthetic'}; "
+        "run: python prepare_data.py --corpora bc5cdr,ncbi_disease --synthetic"
+    )
+    assert "Traceback" not in r.stdout + r.stderr
+
+
 def _run_in_process(monkeypatch, home, raw: dict, **args):
     monkeypatch.setenv("NER_AR_HOME", str(home))
     cfg = parse_config({"model": "tiny", "data": "synthetic", "max_length": 48, **raw})
