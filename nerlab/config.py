@@ -224,7 +224,7 @@ def dump_config(cfg: ExperimentConfig) -> str:
 # RecursionError) and expands aliases (a 450-character "billion laughs" fills gigabytes), so
 # both are refused while composing, before any Python object is built.
 
-MAX_DEPTH = 20  # a config nests 4 levels (curriculum -> stage -> corpora -> name)
+MAX_DEPTH = 20  # a config nests 5: top mapping -> curriculum -> stage -> corpora -> name
 
 
 class _BoundedLoader(yaml.SafeLoader):
@@ -250,7 +250,9 @@ class _BoundedLoader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key, _ in node.value:
-            if isinstance(key, yaml.ScalarNode) and (key.tag, key.value) in seen:
+            if not isinstance(key, yaml.ScalarNode):
+                continue  # a collection as a key: the constructor refuses it (unhashable)
+            if (key.tag, key.value) in seen:
                 raise _marked(f"duplicate key {key.value!r}", key.start_mark)
             seen.add((key.tag, key.value))
         return super().construct_mapping(node, deep)
@@ -273,9 +275,11 @@ def read_yaml_mapping(text: str, source: str) -> dict:
     """The top-level mapping of a YAML config text (empty text: {}); any problem is a one-line
     UserError naming `source` and, where YAML knows it, the line and column."""
     try:
-        raw = yaml.load(text, Loader=_BoundedLoader) or {}
+        raw = yaml.load(text, Loader=_BoundedLoader)
     except yaml.YAMLError as e:
         raise UserError(f"{source}: not valid YAML{_describe_yaml_error(e)}") from None
+    if raw is None:  # empty text or only comments: the schema then says what is required
+        return {}
     if not isinstance(raw, dict):
         raise UserError(f"{source}: expected a mapping of fields at the top level")
     return raw

@@ -153,6 +153,9 @@ def test_parse_config_text_reads_a_valid_config():
         ("seed: " + "9" * 5000, "line 1, column 7: an integer too long to read"),
         ("a: !!python/object/apply:os.system [ls]", "could not determine a constructor"),
         ("- a\n- b\n", "config: expected a mapping of fields at the top level"),
+        ("false\n", "config: expected a mapping of fields at the top level"),
+        ("? [a, b]\n: 1\n", "found unhashable key"),
+        ("# nothing but a comment\n", "config: target: Field required"),
     ],
 )
 def test_hostile_or_broken_config_text_is_a_one_line_error(text, message):
