@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from nerlab.corpora import View
@@ -16,6 +18,11 @@ from nerlab.errors import UserError
 from nerlab.store import Store, data_root
 
 FRACTION_TOLERANCE = 1e-6
+TINY = "tiny"
+MODEL_CHOICES = (
+    "allowed: a hub id (e.g. answerdotai/ModernBERT-base), a local model directory with "
+    f"config.json, or {TINY}"
+)
 
 
 class Strict(BaseModel):
@@ -80,6 +87,24 @@ class ExperimentConfig(Strict):
     optim: Optim = Optim()
     head: Head = Head()
 
+    @field_validator("model")
+    @classmethod
+    def _model_is_loadable(cls, name: str) -> str:
+        """Caught here, the mistake is one line naming the field; at load time transformers
+        raises a long traceback that never says `model`. A hub id is checked for form only."""
+        if name == TINY:
+            return name
+        path = Path(name).expanduser()
+        if path.is_dir() and not (path / "config.json").is_file():
+            raise ValueError(f"{name!r} is a directory without config.json; {MODEL_CHOICES}")
+        if not path.is_dir():
+            try:
+                validate_repo_id(name)
+            except HFValidationError:
+                msg = f"{name!r} is neither a local directory nor a hub id; {MODEL_CHOICES}"
+                raise ValueError(msg) from None
+        return name
+
     @field_validator("curriculum")
     @classmethod
     def _fractions_sum_to_one(cls, stages: list[Stage]) -> list[Stage]:
@@ -104,6 +129,11 @@ class ExperimentConfig(Strict):
             )
         return target, stages
 
+    def corpora(self) -> list[str]:
+        """The corpora this config reads, each once: the stages' in order, then the target's."""
+        target, stages = self.views()
+        return list(dict.fromkeys([v.corpus for st in stages for v in st] + [target.corpus]))
+
 
 def head_key(view: View) -> str:
     """One head per distinct (corpus, types): `bc5cdr_chem` and `bc5cdr:Chemical` share one."""
@@ -114,26 +144,16 @@ def load_config(path: Path | str, overrides: list[str] = ()) -> ExperimentConfig
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: config file not found")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise UserError(f"{path}: not valid YAML: {e}") from e
-    if not isinstance(raw, dict):
-        raise UserError(f"{path}: expected a mapping of fields at the top level")
+    raw = read_yaml_mapping(path.read_text(), source=str(path))
     for item in overrides:
         apply_override(raw, item)
     return parse_config(raw, source=str(path))
 
 
 def parse_config_text(text: str, source: str = "config") -> ExperimentConfig:
-    """A config from YAML text (a file's, or a proposal's)."""
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise UserError(f"{source}: not valid YAML: {e}") from e
-    if not isinstance(raw, dict):
-        raise UserError(f"{source}: expected a mapping of config fields")
-    return parse_config(raw, source=source)
+    """A config from YAML text that may be hostile (an agent's proposal): read with the bounded
+    reader below, then validated; every problem is a one-line UserError starting with `source`."""
+    return parse_config(read_yaml_mapping(text, source), source=source)
 
 
 def parse_config(raw: dict, source: str = "config") -> ExperimentConfig:
@@ -197,3 +217,78 @@ def _parse_value(text: str):
 
 def dump_config(cfg: ExperimentConfig) -> str:
     return yaml.safe_dump(cfg.model_dump(exclude_none=True), sort_keys=False)
+
+
+# -----------------------------------------------------------------------------
+# YAML as untrusted input: PyYAML's composer recurses once per nesting level (3,000 levels is a
+# RecursionError) and expands aliases (a 450-character "billion laughs" fills gigabytes), so
+# both are refused while composing, before any Python object is built.
+
+MAX_DEPTH = 20  # a config nests 5: top mapping -> curriculum -> stage -> corpora -> name
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader that refuses anchors, aliases, nesting beyond MAX_DEPTH and duplicate keys
+    (PyYAML keeps the last one silently), each a YAMLError marked with line and column."""
+
+    def __init__(self, text: str):
+        super().__init__(text)
+        self.depth = 0
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise _marked("anchors and aliases (& and *) are not allowed", event.start_mark)
+        if self.depth >= MAX_DEPTH:
+            raise _marked(f"nested deeper than {MAX_DEPTH} levels", event.start_mark)
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key, _ in node.value:
+            if not isinstance(key, yaml.ScalarNode):
+                continue  # a collection as a key: the constructor refuses it (unhashable)
+            if (key.tag, key.value) in seen:
+                raise _marked(f"duplicate key {key.value!r}", key.start_mark)
+            seen.add((key.tag, key.value))
+        return super().construct_mapping(node, deep)
+
+    def construct_yaml_int(self, node):
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:  # beyond Python's 4,300-digit limit for int("...")
+            raise _marked("an integer too long to read", node.start_mark) from None
+
+
+_BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct_yaml_int)
+
+
+def _marked(problem: str, mark) -> yaml.MarkedYAMLError:
+    return yaml.MarkedYAMLError(problem=problem, problem_mark=mark)
+
+
+def read_yaml_mapping(text: str, source: str) -> dict:
+    """The top-level mapping of a YAML config text (empty text: {}); any problem is a one-line
+    UserError naming `source` and, where YAML knows it, the line and column."""
+    try:
+        raw = yaml.load(text, Loader=_BoundedLoader)
+    except yaml.YAMLError as e:
+        raise UserError(f"{source}: not valid YAML{_describe_yaml_error(e)}") from None
+    if raw is None:  # empty text or only comments: the schema then says what is required
+        return {}
+    if not isinstance(raw, dict):
+        raise UserError(f"{source}: expected a mapping of fields at the top level")
+    return raw
+
+
+def _describe_yaml_error(e: yaml.YAMLError) -> str:
+    mark = getattr(e, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = getattr(e, "problem", None) or str(e)
+    if "'\\t'" in problem:  # PyYAML: "found character '\t' that cannot start any token"
+        problem = "a tab character; YAML indents with spaces only"
+    return f"{where}: {' '.join(problem.split())}"

@@ -71,10 +71,30 @@ class RunBranch:
         """Create the branch from HEAD, or switch to it when it exists. True if resumed."""
         exists = self.branch in [h.name for h in self.repo.heads]
         if exists:
+            other = self._other_worktree_on_branch()
+            if other:  # git refuses to check a branch out twice, in a multi-line traceback
+                raise UserError(
+                    f"branch {self.branch} is checked out in another worktree, {other}: run the "
+                    "loop there, choose another --tag, or free the branch with "
+                    f"`git worktree remove {other}` (`git worktree prune` if that folder was "
+                    "deleted)"
+                )
             self.repo.heads[self.branch].checkout()
         else:
             self.repo.create_head(self.branch).checkout()
         return exists
+
+    def _other_worktree_on_branch(self) -> str | None:
+        """The path of another worktree of this repository that has the run branch checked
+        out, from `git worktree list --porcelain` (stanzas of `worktree <path>`, `branch <ref>`;
+        a worktree whose folder was deleted is listed until `git worktree prune`)."""
+        path, here = None, self.root.resolve()
+        for line in self.repo.git.worktree("list", "--porcelain").splitlines():
+            if line.startswith("worktree "):
+                path = line.removeprefix("worktree ")
+            elif line == f"branch refs/heads/{self.branch}" and Path(path).resolve() != here:
+                return path
+        return None
 
     def head(self) -> str:
         return self.repo.head.commit.hexsha[:7]

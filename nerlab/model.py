@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -20,9 +22,10 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from nerlab.config import MODEL_CHOICES, TINY
 from nerlab.conll import Sentence
+from nerlab.errors import UserError
 
-TINY = "tiny"
 TINY_VOCAB = 8000
 TINY_SHAPE = dict(
     hidden_size=128,
@@ -108,9 +111,10 @@ def load_tokenizer(name: str, texts: list[Sentence] | None, cache_dir: Path):
         if not texts:
             raise ValueError("the tiny tokenizer is trained on corpus text: pass `texts`")
         return tiny_tokenizer(texts, cache_dir)
-    tok = AutoTokenizer.from_pretrained(name)
+    with loading(name):
+        tok = AutoTokenizer.from_pretrained(name)
     if not tok.is_fast:
-        raise ValueError(f"{name}: a fast tokenizer is needed for word alignment (word_ids)")
+        raise UserError(f"model {name!r}: a fast tokenizer is needed for word alignment (word_ids)")
     return with_word_prefix_space(tok)
 
 
@@ -147,7 +151,19 @@ def load_encoder(name: str, tokenizer, seed: int, dropout: float | None = None):
             "mlp_dropout": dropout,
             "embedding_dropout": dropout,
         }
+    with loading(name):
+        try:
+            return AutoModel.from_pretrained(name, **kwargs)
+        except TypeError:
+            return AutoModel.from_pretrained(name)
+
+
+@contextmanager
+def loading(name: str) -> Iterator[None]:
+    """transformers' errors for a model it cannot load (not found, offline, a folder that is not
+    a model) run over many lines and never name the config field: one line that does."""
     try:
-        return AutoModel.from_pretrained(name, **kwargs)
-    except TypeError:
-        return AutoModel.from_pretrained(name)
+        yield
+    except (OSError, ValueError) as e:
+        detail = " ".join(str(e).split())[:300]
+        raise UserError(f"model {name!r}: cannot load it ({detail}); {MODEL_CHOICES}") from None

@@ -42,6 +42,7 @@ def read_results(path: Path | str) -> pd.DataFrame:
         numeric=("dev_f1", "dev_f1_std", "memory_gb", "train_s"),
         integers={"repeats": 0},
         partial="results.tsv.partial",
+        statuses=STATUSES,
     )
 
 
@@ -94,34 +95,58 @@ def read_tsv(
     *,
     header: str = "header",
     partial: str | None = None,
+    statuses: tuple[str, ...] = (),
 ) -> pd.DataFrame:
-    """The rows of a TSV log written by append_tsv: every cell a string, but the `numeric`
-    columns (floats, NaN where empty or not a number) and the `integers` ones (ints, the given
-    value where empty). A malformed file is a UserError naming file:line, never silently dropped
-    rows: a first line other than `columns` ("expected the <header> ..."), a line with another
-    number of cells, and, where `partial` names the file the next append sets it aside in, a last
-    line without its newline (a writer killed mid-row)."""
+    """The rows of a TSV log written by append_tsv: every cell a string, as written (no CSV
+    quoting), but the `numeric` columns (floats, NaN where empty or not a number) and the
+    `integers` ones (ints, the given value where empty). A malformed file is a UserError naming
+    file:line, never silently dropped rows, and the file is never changed here: bytes that are
+    not UTF-8, a first line other than `columns` ("expected the <header> ..."), a line with
+    another number of cells, where `statuses` is given a status not in it, and, where `partial`
+    names the file the next append sets it aside in, a last line without its newline (a writer
+    killed mid-row)."""
     path = Path(path)
-    lines = path.read_text(encoding="utf-8").splitlines()
-    if partial and lines and not path.read_bytes().endswith(b"\n"):
+    data = path.read_bytes()
+    lines = _decode(path, data).splitlines()
+    if partial and lines and not data.endswith(b"\n"):
         raise UserError(
             f"{path}:{len(lines)}: last line is incomplete (a writer was killed mid-row); "
             f"the next append sets it aside in {partial}"
         )
     if not lines or lines[0].split("\t") != columns:
         raise UserError(f"{path}:1: expected the {header} {' '.join(columns)}")
-    for n, line in enumerate(lines[1:], 2):
-        if line.count("\t") != len(columns) - 1:
-            raise UserError(
-                f"{path}:{n}: expected {len(columns)} tab-separated columns, "
-                f"found {line.count(chr(9)) + 1}"
-            )
-    df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    rows = [_cells(path, n, line, columns, statuses) for n, line in enumerate(lines[1:], 2)]
+    df = pd.DataFrame(rows, columns=columns, dtype=str)
     for c in numeric:
         df[c] = pd.to_numeric(df[c], errors="coerce")
     for c, empty in (integers or {}).items():
         df[c] = pd.to_numeric(df[c], errors="coerce").fillna(empty).astype(int)
     return df
+
+
+def _decode(path: Path, data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:  # a disk error or a stray binary write: say where
+        line = data.count(b"\n", 0, e.start) + 1
+        line_start = data.rfind(b"\n", 0, e.start) + 1
+        raise UserError(
+            f"{path}:{line}: not valid UTF-8 "
+            f"(byte {data[e.start]:#04x} at column {e.start - line_start + 1}); "
+            "fix or delete that line (the rows before it are intact)"
+        ) from None
+
+
+def _cells(path: Path, n: int, line: str, columns: list[str], statuses: tuple[str, ...]):
+    cells = line.split("\t")
+    if len(cells) != len(columns):
+        raise UserError(
+            f"{path}:{n}: expected {len(columns)} tab-separated columns, found {len(cells)}"
+        )
+    status = cells[columns.index("status")] if statuses else None
+    if statuses and status not in statuses:
+        raise UserError(f"{path}:{n}: status {status!r} is not one of {', '.join(statuses)}")
+    return cells
 
 
 def repair(path: Path | str) -> None:

@@ -103,23 +103,37 @@ class Store:
     def view(self, spec: str) -> View:
         return resolve_view(spec, self.known_types())
 
+    def require(self, corpora: list[str]) -> None:
+        """A UserError naming every corpus of `corpora` not prepared here, and the one command
+        that prepares them (a data root deleted mid-night fails every run with this reason)."""
+        missing = [c for c in dict.fromkeys(corpora) if self.entry(c) is None]
+        if not missing:
+            return
+        names = ", ".join(repr(c) for c in missing)
+        what = f"corpus {names} is" if len(missing) == 1 else f"corpora {names} are"
+        raise UserError(f"{what} not prepared in {self.root}; run: {self.prepare_command(missing)}")
+
+    def prepare_command(self, corpora: list[str]) -> str:
+        synthetic = " --synthetic" if self.root.name == "synthetic" else ""
+        return f"python prepare_data.py --corpora {','.join(corpora)}{synthetic}"
+
     def read(self, corpus: str, split: str) -> list[Sentence]:
         """Sentences of one prepared split; a clear error names what is missing and the fix."""
+        self.require([corpus])
         entry = self.entry(corpus)
-        if entry is None:
-            raise UserError(
-                f"corpus {corpus!r} is not prepared in {self.root}; "
-                f"run: python prepare_data.py --corpora {corpus}"
-                + (" --synthetic" if self.root.name == "synthetic" else "")
-            )
         if split not in entry["splits"]:
             looked = entry.get("missing", {}).get(split, f"split {split!r}")
             raise UserError(
                 f"corpus {corpus!r} has no {split} split (looked for {looked}); "
                 f"available: {', '.join(entry['splits'])}"
             )
-        table = pq.read_table(self.root / corpus / f"{split}.parquet")
-        cols = table.to_pydict()
+        path = self.root / corpus / f"{split}.parquet"
+        if not path.is_file():  # the manifest says prepared: only a rebuild brings it back
+            raise UserError(
+                f"corpus {corpus!r}: {path} is missing (deleted since it was prepared?); "
+                f"run: {self.prepare_command([corpus])} --force"
+            )
+        cols = pq.read_table(path).to_pydict()
         return [Sentence(t, g) for t, g in zip(cols["tokens"], cols["tags"])]
 
     def fingerprint(self, corpus: str, split: str) -> str:

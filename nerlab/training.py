@@ -50,6 +50,7 @@ def tokenizer_texts(cfg: ExperimentConfig) -> list[Sentence]:
     """The tiny tokenizer learns its vocabulary from every prepared train split, so all
     experiments on one data root share one tokenizer whatever their curriculum."""
     store = cfg.store()
+    store.require(cfg.corpora())  # else a deleted data root reads as no text, a vaguer error
     return [
         s
         for name, entry in sorted(store.manifest().items())

@@ -42,7 +42,10 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-def run_script(*args: str, home: Path, timeout: float = 1800, cwd: Path = ROOT):
+HANG_GUARD_S = 1800  # catches a hung script, never a slow machine: budgets are in steps
+
+
+def run_script(*args: str, home: Path, timeout: float = HANG_GUARD_S, cwd: Path = ROOT):
     """Run a top-level script as a user would; returns the CompletedProcess."""
     env = {**os.environ, "NER_AR_HOME": str(home)}
     return subprocess.run(

@@ -7,7 +7,7 @@ import httpx2 as httpx  # the anthropic SDK 2.x speaks httpx2
 import pytest
 import yaml
 
-from nerlab.agents import Context, ProposalError
+from nerlab.agents import Context, ProposalError, ProposerUnavailable
 from nerlab.agents.claude import ClaudeProposer
 from nerlab.agents.optuna_search import OptunaProposer
 from nerlab.config import parse_config
@@ -135,6 +135,61 @@ def test_auth_error_is_fatal_and_never_shows_the_key(monkeypatch):
     with pytest.raises(UserError) as e:
         claude(Server(denied)).propose(ctx())
     assert "401" in str(e.value) and SECRET not in str(e.value)
+
+
+class Flaky(Server):
+    """A server reached only some of the time: `None` in the queue is a failed connection."""
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if self.responses[0] is None:
+            self.responses.pop(0)
+            raise httpx.ConnectError("[Errno -3] Temporary failure in name resolution")
+        return super().__call__(request)
+
+
+def no_sdk_retries(server: Server, **kw) -> ClaudeProposer:
+    """The SDK's own retries sleep for real between connection attempts: none here."""
+    client = anthropic.Anthropic(
+        api_key=SECRET, max_retries=0,
+        http_client=httpx.Client(transport=httpx.MockTransport(server)),
+    )  # fmt: skip
+    return ClaudeProposer("PROGRAM TEXT", model="claude-test", client=client, **kw)
+
+
+def test_an_api_never_reached_is_a_set_up_problem_not_an_outage(monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
+    slept = []
+    proposer = no_sdk_retries(Flaky(None, ok(propose(GOOD))), sleep=slept.append)
+    with pytest.raises(ProposerUnavailable) as e:
+        proposer.propose(ctx())
+    assert slept == []  # failed at once: no waiting for an API that never answered
+    assert str(e.value) == (
+        "cannot reach the Anthropic API (APIConnectionError: Connection error.) and it has not "
+        "answered once since the start, so this is no outage to wait out: check the network, "
+        "a proxy (HTTPS_PROXY) or ANTHROPIC_BASE_URL"
+    )
+    assert SECRET not in str(e.value)
+
+
+def test_once_the_api_has_answered_a_lost_connection_is_waited_out():
+    slept = []
+    server = Flaky(ok(propose(GOOD)), None, None, ok(propose(GOOD, description="second")))
+    proposer = no_sdk_retries(server, sleep=slept.append)
+    assert proposer.propose(ctx()).description == "try bc5cdr first"
+    assert proposer.propose(ctx()).description == "second" and slept == [30.0, 60.0]
+    lost = no_sdk_retries(Flaky(ok(propose(GOOD)), None, None, None), sleep=slept.append,
+                          patience=60)  # fmt: skip
+    lost.propose(ctx())
+    with pytest.raises(ProposerUnavailable, match="Anthropic API unavailable for 90 s"):
+        lost.propose(ctx())
+
+
+def test_the_default_client_gives_up_on_an_unreachable_api_within_two_minutes(monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
+    client = ClaudeProposer("PROGRAM TEXT").client
+    attempts = client.max_retries + 1
+    sdk_backoff = sum(min(0.5 * 2**n, 8.0) for n in range(client.max_retries))  # SDK's schedule
+    assert attempts * client.timeout.connect + sdk_backoff <= 120
 
 
 def test_read_run_log_tool_by_number_only():

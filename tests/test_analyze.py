@@ -126,12 +126,15 @@ def test_progress_png(tmp_path):
         ("HEADER", "no experiments recorded yet"),
         ("HEADER2026-01-01\tc1\tncbi_disease\n", "expected 10 tab-separated columns, found 3"),
         ("a\tb\n", "expected the header"),
+        ("HEADERt\tc1\tncbi_disease\t0.5\t0\t1\t1\t3\tgreat\td\n",
+         r"results.tsv:2: status 'great' is not one of ok, keep, discard, crash"),
+        ("HEADER\xff\n", r"results.tsv:2: not valid UTF-8 \(byte 0xff at column 1\)"),
     ],
-)
+)  # fmt: skip
 def test_bad_results_files_are_clear_errors(tmp_path, content, message):
     path = tmp_path / "results.tsv"
-    if content is not None:
-        path.write_text(content.replace("HEADER", "\t".join(COLUMNS) + "\n"))
+    if content is not None:  # latin-1: one byte per character, so \xff stays a lone byte
+        path.write_bytes(content.replace("HEADER", "\t".join(COLUMNS) + "\n").encode("latin-1"))
     for command in ("summary", "progress"):
         with pytest.raises(UserError, match=message):
             analyze.main([command, "--results", str(path)])  # fails before any output

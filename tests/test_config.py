@@ -1,6 +1,7 @@
 import pytest
+import yaml
 
-from nerlab.config import apply_override, head_key, load_config, parse_config
+from nerlab.config import apply_override, head_key, load_config, parse_config, parse_config_text
 from nerlab.corpora import resolve_view
 from nerlab.errors import UserError
 
@@ -116,3 +117,75 @@ def test_shipped_configs_are_valid():
     current = load_config(root / "current.yaml")
     assert current.target == "ncbi_disease" and current.model == "answerdotai/ModernBERT-base"
     assert current.budget.seconds == 300 and current.optim.batch_size == 64
+
+
+# -----------------------------------------------------------------------------
+# config text is untrusted (a proposal from an agent): bounded before any object is built
+
+GOOD_TEXT = yaml.safe_dump(BASE)
+BILLION_LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]\n" for i in range(8)
+)
+
+
+def one_line_error(text: str, source: str = "config") -> str:
+    with pytest.raises(UserError) as e:
+        parse_config_text(text, source)
+    assert "\n" not in str(e.value)
+    return str(e.value)
+
+
+def test_parse_config_text_reads_a_valid_config():
+    cfg = parse_config_text(GOOD_TEXT)
+    assert cfg.target == "ncbi_disease" and cfg.budget.steps == 10
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("target: " + "[" * 3000 + "]" * 3000, "nested deeper than 20 levels"),
+        ("target: " + "{a: " * 1500 + "1" + "}" * 1500, "nested deeper than 20 levels"),
+        (BILLION_LAUGHS, "line 1, column 4: anchors and aliases (& and *) are not allowed"),
+        ("target: ncbi_disease\nmodel: *m\n", "anchors and aliases (& and *) are not allowed"),
+        ("target: ncbi_disease\n\tmodel: tiny\n", "line 2, column 1: a tab character"),
+        ("target: [unclosed\n", "not valid YAML at line 2, column 1: expected ',' or ']'"),
+        ("target: a\nseed: 1\ntarget: b\n", "line 3, column 1: duplicate key 'target'"),
+        ("seed: " + "9" * 5000, "line 1, column 7: an integer too long to read"),
+        ("a: !!python/object/apply:os.system [ls]", "could not determine a constructor"),
+        ("- a\n- b\n", "config: expected a mapping of fields at the top level"),
+        ("false\n", "config: expected a mapping of fields at the top level"),
+        ("? [a, b]\n: 1\n", "found unhashable key"),
+        ("# nothing but a comment\n", "config: target: Field required"),
+    ],
+)
+def test_hostile_or_broken_config_text_is_a_one_line_error(text, message):
+    assert len(text) < 8000  # under the loop's size cap: the bounds here must hold on their own
+    assert message in one_line_error(text)
+
+
+def test_load_config_uses_the_same_safe_reader(tmp_path):
+    path = tmp_path / "bomb.yaml"
+    path.write_text(BILLION_LAUGHS)
+    with pytest.raises(UserError, match=r"bomb.yaml: not valid YAML at line 1, column 4: anchors"):
+        load_config(path)
+    path.write_text(GOOD_TEXT)
+    assert load_config(path, ["seed=3"]).seed == 3
+
+
+@pytest.mark.parametrize(
+    "model, message",
+    [
+        ("/etc", "model: '/etc' is a directory without config.json; allowed: a hub id"),
+        ("./missing-dir", "model: './missing-dir' is neither a local directory nor a hub id"),
+        ("a/b/c", "model: 'a/b/c' is neither a local directory nor a hub id"),
+    ],
+)
+def test_model_must_be_a_hub_id_a_model_directory_or_tiny(model, message):
+    error = one_line_error(yaml.safe_dump({**BASE, "model": model}))
+    assert message in error and "a local model directory with config.json, or tiny" in error
+
+
+def test_model_directory_with_config_json_and_hub_ids_pass(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    for model in (str(tmp_path), "answerdotai/ModernBERT-base", "bert-base-uncased", "tiny"):
+        assert parse_config(cfg_with(model=model)).model == model

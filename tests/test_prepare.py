@@ -151,3 +151,30 @@ def test_empty_split_file_is_an_error(tmp_path):
 def test_reading_an_unprepared_corpus_says_how_to_prepare_it(ner_home):
     with pytest.raises(UserError, match="python prepare_data.py --corpora bc2gm --synthetic"):
         Store(data_root("synthetic")).read("bc2gm", "train")
+
+
+def test_require_names_every_unprepared_corpus_and_one_command(ner_home):
+    store = Store(data_root("synthetic"))
+    store.write("linnaeus", generate("linnaeus"), {"source": "synthetic", "source_id": "s"})
+    store.require(["linnaeus"])
+    with pytest.raises(UserError) as e:
+        store.require(["bc2gm", "linnaeus", "ncbi_disease"])
+    assert str(e.value) == (
+        f"corpora 'bc2gm', 'ncbi_disease' are not prepared in {store.root}; "
+        "run: python prepare_data.py --corpora bc2gm,ncbi_disease --synthetic"
+    )
+    with pytest.raises(UserError, match=r"^corpus 'bc2gm' is not prepared in .*/data; run: "):
+        Store(data_root("prepared")).require(["bc2gm"])
+
+
+def test_a_split_file_deleted_after_preparing_says_how_to_rebuild_it(ner_home):
+    store = Store(data_root("synthetic"))
+    store.write("linnaeus", generate("linnaeus"), {"source": "synthetic", "source_id": "s"})
+    (store.root / "linnaeus" / "train.parquet").unlink()
+    with pytest.raises(UserError) as e:
+        store.read("linnaeus", "train")
+    assert str(e.value) == (
+        f"corpus 'linnaeus': {store.root / 'linnaeus' / 'train.parquet'} is missing (deleted "
+        "since it was prepared?); run: python prepare_data.py --corpora linnaeus --synthetic "
+        "--force"
+    )

@@ -51,6 +51,42 @@ def test_missing_or_headerless_file(tmp_path):
         read_results(tmp_path / "bad.tsv")
 
 
+def test_binary_bytes_are_an_error_naming_the_line_and_the_file_is_not_rewritten(tmp_path):
+    path = tmp_path / "results.tsv"
+    append_row(path, row(1))
+    append_row(path, row(2))
+    with open(path, "ab") as f:
+        f.write(b"\x00\xff\xfe\x81garbage\n\x93\n")  # e.g. a disk error or a stray `cat`
+    before = path.read_bytes()
+    with pytest.raises(UserError) as e:
+        read_results(path)
+    assert str(e.value) == (
+        f"{path}:4: not valid UTF-8 (byte 0xff at column 2); fix or delete that line "
+        "(the rows before it are intact)"
+    )
+    assert path.read_bytes() == before
+
+
+def test_unknown_status_is_an_error_naming_the_line_and_the_allowed_ones(tmp_path):
+    path = tmp_path / "results.tsv"
+    append_row(path, row(1))
+    with open(path, "a") as f:
+        f.write("\t".join(append_row(tmp_path / "other.tsv", row(2)).values()).replace(
+            "keep", "great") + "\n")  # fmt: skip
+    with pytest.raises(UserError) as e:
+        read_results(path)
+    assert str(e.value) == f"{path}:3: status 'great' is not one of ok, keep, discard, crash"
+
+
+def test_cells_are_read_as_written_quotes_included(tmp_path):
+    """A description may start with a quote (an agent's `"lr" up`): not CSV quoting."""
+    path = tmp_path / "results.tsv"
+    for i, text in enumerate(['"lr" up', '"unclosed', "plain", "NA", ""]):
+        append_row(path, row(i, description=text))
+    df = read_results(path)
+    assert df["description"].tolist() == ['"lr" up', '"unclosed', "plain", "NA", ""]
+
+
 def test_generic_tsv_log(tmp_path):
     """append_tsv/read_tsv on other columns (no timestamp): conversions, and the checks."""
     path, cols = tmp_path / "log.tsv", ["name", "k", "x", "status"]

@@ -59,6 +59,42 @@ def test_config_error_exits_before_any_model_loads(synthetic_home, tmp_path):
     assert "Traceback" not in r.stdout + r.stderr
 
 
+@pytest.mark.parametrize(
+    "edit, reason",
+    [
+        (
+            lambda text: text.replace("model: tiny", "model: /etc"),
+            "model: '/etc' is a directory without config.json; allowed: a hub id",
+        ),
+        (
+            lambda text: text.replace("\nseed:", "\n\tseed:"),
+            "not valid YAML at line 7, column 1: a tab character",
+        ),
+    ],
+)
+def test_config_error_reason_is_one_line(synthetic_home, tmp_path, edit, reason):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(edit((ROOT / "configs" / "smoke.yaml").read_text()))
+    r = run_script("train.py", "--config", str(bad), home=synthetic_home)
+    s = parse_summary(r.stdout)
+    assert r.returncode == 1 and s["status"] == "crash"
+    assert s["reason"].startswith(f"{bad}: ") and reason in s["reason"]
+    assert r.stdout.rstrip().endswith(s["reason"])  # the last line: nothing more followed it
+    assert "Traceback" not in r.stdout + r.stderr
+
+
+def test_data_deleted_after_preparing_is_the_reason(ner_home):
+    """An empty home, as after `rm -rf` of the cache mid-night: the reason says what to run."""
+    r = run_script("train.py", "--config", "configs/smoke.yaml", home=ner_home)
+    s = parse_summary(r.stdout)
+    assert r.returncode == 1 and s["status"] == "crash"
+    assert s["reason"] == (
+        f"corpora 'bc5cdr', 'ncbi_disease' are not prepared in {ner_home / 'synthetic'}; "
+        "run: python prepare_data.py --corpora bc5cdr,ncbi_disease --synthetic"
+    )
+    assert "Traceback" not in r.stdout + r.stderr
+
+
 def _run_in_process(monkeypatch, home, raw: dict, **args):
     monkeypatch.setenv("NER_AR_HOME", str(home))
     cfg = parse_config({"model": "tiny", "data": "synthetic", "max_length": 48, **raw})

@@ -7,8 +7,10 @@ of an earlier run's log, by experiment number only: no path from the model is ev
 A rejected config goes back as the tool's error result so Claude can fix it.
 
 The SDK retries transient failures itself; beyond that, rate limits and outages wait and retry
-(up to `patience` seconds in total) rather than end the night. ANTHROPIC_API_KEY is read by the
-SDK from the environment and never logged.
+(up to `patience` seconds in total) rather than end the night. An API that has not answered once
+since the start is not an outage but a set-up problem (no network, a proxy, a wrong base URL):
+that fails after the SDK's retries, within two minutes. ANTHROPIC_API_KEY is read by the SDK
+from the environment and never logged.
 """
 
 from __future__ import annotations
@@ -85,9 +87,12 @@ class ClaudeProposer:
                  patience: float = 6 * 3600, sleep=time.sleep):  # fmt: skip
         self.program = program
         self.model = model
-        self.client = client or anthropic.Anthropic(max_retries=4, timeout=180.0)
+        # a short connect timeout bounds the SDK's 5 attempts at an unreachable API to ~1 minute
+        timeout = anthropic.Timeout(180.0, connect=10.0)
+        self.client = client or anthropic.Anthropic(max_retries=4, timeout=timeout)
         self.patience = patience
         self.sleep = sleep
+        self.answered = False  # has the API ever replied (even with an error status)?
         self.messages: list[dict] = []
         self.pending: str | None = None  # id of the tool_use awaiting our tool_result
 
@@ -125,7 +130,7 @@ class ClaudeProposer:
         waited, delay = 0.0, 30.0
         while True:
             try:
-                return self.client.messages.create(
+                reply = self.client.messages.create(
                     model=self.model,
                     max_tokens=MAX_TOKENS,
                     system=[
@@ -139,7 +144,16 @@ class ClaudeProposer:
                     tool_choice={"type": "any", "disable_parallel_tool_use": True},
                     messages=self.messages,
                 )
+                self.answered = True
+                return reply
             except TRANSIENT as e:
+                self.answered |= isinstance(e, anthropic.APIStatusError)  # 429, 5xx: it replied
+                if not self.answered:
+                    raise ProposerUnavailable(
+                        f"cannot reach the Anthropic API ({type(e).__name__}: {_safe(e)}) and it "
+                        "has not answered once since the start, so this is no outage to wait out: "
+                        "check the network, a proxy (HTTPS_PROXY) or ANTHROPIC_BASE_URL"
+                    ) from None
                 if waited >= self.patience:
                     msg = f"Anthropic API unavailable for {waited:.0f} s: {_safe(e)}"
                     raise ProposerUnavailable(msg) from None
