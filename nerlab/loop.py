@@ -14,6 +14,7 @@ driver, a full disk):
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import statistics
 import time
@@ -308,7 +309,7 @@ class ResearchLoop:
             experiment=n,
             config_yaml=best_text,
             schema=_schema(),
-            corpora=self._corpora_text(),
+            corpora=self._corpora_text,
             results=("commit\tdev_f1\tstatus\tdescription\n" + table) if table else "",
             best_f1=self.best.f1 if self.best else None,
             best_description=self.best.description if self.best else "",
@@ -316,6 +317,7 @@ class ResearchLoop:
             running=running,
         )
 
+    @functools.cached_property
     def _corpora_text(self) -> str:
         from nerlab.corpora import ALIASES, CORPORA
 
@@ -419,6 +421,7 @@ class ResearchLoop:
         return max([*logs, *self.git.experiments(), *self.in_flight], default=0) + 1
 
 
+@functools.cache
 def _schema() -> str:
     return json.dumps(ExperimentConfig.model_json_schema(), separators=(",", ":"))
 
