@@ -68,8 +68,8 @@ def record(
     _refuse_second_row(results, commit)
     best = None if head.summary == BASELINE else find_best(repo, results)
     description = description or head.summary
-    outcome = read_log(root / log)
-    first = read_log(root / confirms) if confirms else None
+    outcome = read_log(root / log, head)
+    first = read_log(root / confirms, head) if confirms else None
     if first is not None and not first.ok:
         raise UserError(f"{confirms}: that run crashed, so there is nothing to confirm")
     if not outcome.ok:
@@ -96,10 +96,16 @@ def record(
     )
 
 
-def read_log(path: Path) -> RunOutcome:
-    """A run's outcome from its log's summary block (train.py exits 0 exactly when it is ok)."""
+def read_log(path: Path, head: git.Commit) -> RunOutcome:
+    """A run's outcome from its log's summary block (train.py exits 0 exactly when it is ok).
+    A log older than HEAD's commit is an earlier experiment's: refused, not recorded twice."""
     if not path.exists():
         raise UserError(f"{path}: log not found (run: python train.py > {path} 2>&1)")
+    if path.stat().st_mtime < head.committed_date:
+        raise UserError(
+            f"{path.name} is older than commit {head.hexsha[:7]}: it is an earlier "
+            "run's log; run this commit first"
+        )
     text = path.read_text(encoding="utf-8", errors="replace")
     summary = parse_summary(text)
     if summary is None:

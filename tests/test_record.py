@@ -3,6 +3,7 @@
 Logs are written with nerlab.summary.format_summary (what train.py prints) or by
 tests/fake_train.py; the repository is a temporary git checkout with the config committed."""
 
+import os
 import shutil
 import statistics
 import subprocess
@@ -236,3 +237,11 @@ def test_cli_runs_the_printed_confirmation_with_the_fake_trainer(repo, tmp_path)
         last = sh(line)
     assert last.startswith("keep: mean of 3 seeds 0.5060 > best 0.5000")
     assert rows(repo)["dev_f1"].tolist() == [0.5, pytest.approx(0.506)]  # seeds 0, 1, 2
+
+
+def test_a_log_older_than_the_commit_is_refused(repo):
+    write_log(repo, [0.8])
+    os.utime(repo / "run.log", (1_000_000, 1_000_000))  # written long before the commit
+    with pytest.raises(UserError, match="run.log is older than commit .*: it is an earlier"):
+        record(repo, Path("run.log"))
+    assert not (repo / "results.tsv").exists()
