@@ -4,6 +4,7 @@ import json
 
 import anthropic
 import httpx2 as httpx  # the anthropic SDK 2.x speaks httpx2
+import optuna
 import pytest
 import yaml
 
@@ -167,3 +168,22 @@ def test_optuna_proposals_are_valid_and_the_study_resumes(tmp_path, synthetic_ho
     states = [t.state.name for t in second.study.trials]
     assert states.count("COMPLETE") == 6 and states[-1] == "FAIL" and pending.ref is not None
     assert len(set(seen)) > 1
+
+
+def test_optuna_never_pairs_overlapping_views_and_leaves_numbering_to_the_loop(
+    tmp_path, synthetic_home, monkeypatch
+):
+    monkeypatch.setenv("NER_AR_HOME", str(synthetic_home))
+    sources = ["bc5cdr", "bc5cdr_chem", "bc5cdr_disease"]
+    proposer = OptunaProposer(parse_config(BASE), sources, tmp_path / "optuna.db")
+    fixed = {"source_share": 0.4, "lr_scale": 1.0, "batch_size": 16, "head": "crf"}
+    # bc5cdr_chem is a part of bc5cdr: dropped, and with one source left `mixed` is never asked
+    trial = optuna.trial.FixedTrial({**fixed, "source_0": "bc5cdr", "source_1": "bc5cdr_chem"})
+    raw, description = proposer._config(trial)
+    assert [s["corpora"] for s in raw["curriculum"]] == [["bc5cdr"], ["ncbi_disease"]]
+    assert description.startswith("bc5cdr 40% -> target |")
+    # disjoint views of one corpus are two sources
+    both = {**fixed, "source_0": "bc5cdr_chem", "source_1": "bc5cdr_disease", "mixed": True}
+    raw, description = proposer._config(optuna.trial.FixedTrial(both))
+    assert raw["curriculum"][0]["corpora"] == ["bc5cdr_chem", "bc5cdr_disease"]
+    assert description.startswith("mix(bc5cdr_chem+bc5cdr_disease) 40% -> target |")
