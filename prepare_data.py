@@ -14,6 +14,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from nerlab import prepare
+from nerlab.console import bars_wanted, no_bars_in_logs
 from nerlab.corpora import CORPORA
 from nerlab.errors import run_cli
 from nerlab.store import Store, data_root
@@ -28,13 +29,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="rebuild even if the cache is current")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic generator")
     args = p.parse_args(argv)
+    no_bars_in_logs()  # datasets (hub downloads) is imported later, by prepare.load_hub
 
     available = prepare.local_corpora(args.source) if args.source else list(CORPORA)
     names = prepare.parse_names(args.corpora, available)
     store = Store(data_root("synthetic" if args.synthetic else "prepared"))
     print(f"cache: {store.root}")
     done = {}
-    for name in tqdm(names, desc="corpora", unit="corpus", disable=len(names) < 2):
+    bar = len(names) > 1 and bars_wanted()
+    for name in tqdm(names, desc="corpora", unit="corpus", disable=not bar):
         if args.source:
             loaded = prepare.load_local(args.source, name)
         elif args.synthetic:

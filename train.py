@@ -17,6 +17,10 @@ import time
 
 LAUNCHED = time.perf_counter()
 
+from nerlab.console import no_bars_in_logs
+
+no_bars_in_logs()  # before transformers is imported
+
 import argparse
 import math
 import random
@@ -55,6 +59,8 @@ from nerlab.training import (
 
 DEFAULT_CONFIG = "configs/current.yaml"
 STATUS_EVERY = 0.5  # seconds between live status updates on a terminal
+LOG_LINES = 10  # status lines in a log (not a terminal): one per tenth of the budget
+LOSS_WINDOW = 10  # steps behind the status line's loss and the summary's train_loss_start/end
 
 
 class TrainingCrash(Exception):
@@ -97,7 +103,7 @@ def train_and_evaluate(cfg, stage_tasks, target_task, tokenizer, device, seed) -
     progress = Progress(cfg)
     losses: list[float] = []
     tokens = 0
-    last_status = 0.0
+    status = StatusLine(sys.stdout.isatty())
     first_step_at = 0.0
     model.train()
     for si, tasks in enumerate(stage_tasks):
@@ -126,14 +132,14 @@ def train_and_evaluate(cfg, stage_tasks, target_task, tokenizer, device, seed) -
                     f"(stage {si + 1}, {task.view.spec}, lr {lr:.3g})"
                 )
             losses.append(loss_value)
-            last_status = show_status(progress, si, loss_value, lr, tokens, last_status)
+            status.update(progress, si, losses, lr, tokens)
     if sys.stdout.isatty():
         print()
 
     t_eval = time.perf_counter()
     predictions = predict(model, target_task, cfg, device, autocast, pad_id)
     scores = score([s.tags for s in target_task.sentences], predictions)
-    n = max(1, min(10, len(losses) // 4))
+    n = min(LOSS_WINDOW, len(losses))
     lengths = [length for t in views_tasks(stage_tasks) for length in t.lengths]
     return RunResult(
         scores,
@@ -153,20 +159,41 @@ def views_tasks(stage_tasks: list[list[Task]]) -> list[Task]:
     return list({head_key(t.view): t for tasks in stage_tasks for t in tasks}.values())
 
 
-def show_status(progress: Progress, stage: int, loss: float, lr: float, tokens: int, last: float):
-    now = time.perf_counter()
-    tty = sys.stdout.isatty()
-    every = STATUS_EVERY if tty else 30.0
-    if now - last < every and progress.steps > 1:
-        return last
-    tok_s = tokens / progress.train_seconds if progress.train_seconds else 0.0
-    unit = "steps" if progress.by_steps else "s"
-    line = (
-        f"stage {stage + 1} | step {progress.steps} | loss {loss:.4f} | lr {lr:.2e} | "
-        f"{tok_s:,.0f} tok/s | {progress.remaining():.0f} {unit} left"
-    )
-    print(f"\r{line}   " if tty else line, end="" if tty else "\n", flush=True)
-    return now
+class StatusLine:
+    """Live progress. A terminal gets one line redrawn every STATUS_EVERY seconds; a log gets
+    plain lines: one at step LOSS_WINDOW, whose loss is the summary's train_loss_start, and one
+    per tenth of the budget, so even a short run's log shows its progress."""
+
+    def __init__(self, tty: bool):
+        self.tty = tty
+        self.last_time = 0.0
+        self.last_tenth = 0
+
+    def update(self, progress: Progress, stage: int, losses: list[float], lr: float,
+               tokens: int) -> None:  # fmt: skip
+        if not self._due(progress):
+            return
+        tok_s = tokens / progress.train_seconds if progress.train_seconds else 0.0
+        unit = "steps" if progress.by_steps else "s"
+        line = (
+            f"stage {stage + 1} | step {progress.steps} | loss ({LOSS_WINDOW}-step mean) "
+            f"{statistics.fmean(losses[-LOSS_WINDOW:]):.4f} | lr {lr:.2e} | {tok_s:,.0f} tok/s | "
+            f"{progress.remaining():.0f} {unit} left"
+        )
+        print(f"\r{line}   " if self.tty else line, end="" if self.tty else "\n", flush=True)
+
+    def _due(self, progress: Progress) -> bool:
+        if self.tty:
+            now = time.perf_counter()
+            if now - self.last_time < STATUS_EVERY and progress.steps > 1:
+                return False
+            self.last_time = now
+            return True
+        tenth = int(LOG_LINES * progress.run_used / progress.total)
+        if tenth <= self.last_tenth and progress.steps != LOSS_WINDOW:
+            return False
+        self.last_tenth = max(tenth, self.last_tenth)
+        return True
 
 
 # -----------------------------------------------------------------------------
@@ -192,7 +219,7 @@ def main() -> int:
     p.add_argument("--predictions", type=Path, help="write `token gold pred` lines here")
     p.add_argument("--results", type=Path, help="append this run as a row of a results.tsv")
     p.add_argument("--description", default="", help="the row's description")
-    p.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
+    p.add_argument("--device", help="cuda, cuda:N, mps or cpu (default: the best available)")
     args = p.parse_args()
     t0 = LAUNCHED
     summary: dict = {

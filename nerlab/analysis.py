@@ -4,7 +4,8 @@
 results.tsv statuses: keep / discard / crash from the loop, and `ok` for a hand run of train.py.
 An `ok` row counts like `keep` for the running best (a deliberate run nobody rejected is a result
 you can build on) but is counted apart, and is not part of the keep rate (no decision was taken
-on it). Notes (several targets in a file, crashed or unpaired matrix runs) go to stderr.
+on it). A tag's baseline is kept by rule (there is nothing to beat), so it is no part of the
+keep rate either. Notes (several targets in a file, crashed or unpaired matrix runs) go to stderr.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ import pandas as pd
 
 from nerlab.errors import UserError
 from nerlab.results import BASELINE, read_matrix, read_results
-from nerlab.stats import Interval, diff_ci, mean_ci
+from nerlab.stats import FIRST_RESULT, Interval, diff_ci, mean_ci
 
 KEPT = ("keep", "ok")  # rows that may set the running best
 CRASH_REASON = re.compile(r"\s*\[crash: (.*)\]\s*$")
+BASELINE_NOTE = f"[keep: {FIRST_RESULT}"  # how the loop and record.py describe a baseline row
 TOP_IMPROVEMENTS = 5
 LABEL_CHARS = 38  # a kept point's annotation: enough to tell experiments apart
 
@@ -73,14 +75,17 @@ def short(description: str, limit: int = LABEL_CHARS) -> str:
 
 def summarize(df: pd.DataFrame, path: Path) -> dict:
     counts = {s: int((df["status"] == s).sum()) for s in ("keep", "discard", "crash", "ok")}
-    judged = counts["keep"] + counts["discard"] + counts["crash"]
+    baseline = df["description"].str.contains(BASELINE_NOTE, regex=False)
+    baselines = int((baseline & (df["status"] == "keep")).sum())
+    judged = counts["keep"] + counts["discard"] + counts["crash"] - baselines
     best = running_best(df)
     out: dict = {
         "results": str(path),
         "target": df["target"].iloc[0],
         "experiments": len(df),
         "counts": counts,
-        "keep_rate": counts["keep"] / judged if judged else None,
+        "baselines": baselines,
+        "keep_rate": (counts["keep"] - baselines) / judged if judged else None,
         "best": None,
         "improvements": [],
         "crashes": [],
@@ -119,9 +124,11 @@ def summary_markdown(s: dict) -> str:
     lines = [f"# {s['results']}: {s['experiments']} experiments, target {s['target']}", ""]
     lines += ["| status | count |", "|---|---:|"]
     lines += [f"| {k} | {v} |" for k, v in c.items() if v or k != "ok"]
-    judged = c["keep"] + c["discard"] + c["crash"]
+    judged = c["keep"] + c["discard"] + c["crash"] - s["baselines"]
     rate = "n/a" if s["keep_rate"] is None else f"{s['keep_rate']:.0%}"
-    lines += ["", f"Keep rate: {rate} ({c['keep']} kept of {judged} judged by the loop)", ""]
+    kept = c["keep"] - s["baselines"]
+    lines += ["", f"Keep rate: {rate} ({kept} kept of {judged} judged by the loop, "
+              "baselines aside)", ""]  # fmt: skip
     if s["best"]:
         b = s["best"]
         lines.append(
@@ -141,12 +148,18 @@ def summary_markdown(s: dict) -> str:
         for x in s["improvements"]:
             delta = "first" if x["delta"] is None else f"{x['delta']:+.4f}"
             lines.append(
-                f"| {x['n']} | {x['commit']} | {x['dev_f1']:.4f} | {delta} | {x['description']} |"
+                f"| {x['n']} | {x['commit']} | {x['dev_f1']:.4f} | {delta} | "
+                f"{_cell(x['description'])} |"
             )
     if s["crashes"]:
         lines += ["", "## Crashes", "", "| # | commit | reason |", "|---:|---|---|"]
-        lines += [f"| {x['n']} | {x['commit']} | {x['reason']} |" for x in s["crashes"]]
+        lines += [f"| {x['n']} | {x['commit']} | {_cell(x['reason'])} |" for x in s["crashes"]]
     return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    """A markdown table cell: a `|` in a description (optuna's `a | lr 1e-3`) would split it."""
+    return text.replace("|", "\\|")
 
 
 # -----------------------------------------------------------------------------

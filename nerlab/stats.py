@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from scipy import stats as sps
 
 NOISE_MARGIN = 0.01
+FIRST_RESULT = "first result"  # why a tag's baseline is kept (analysis counts baselines by it)
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ def decide(candidate: list[float], best: float | None, margin: float = NOISE_MAR
     """Apply the rule above to a candidate's F1s (one per seed run so far)."""
     mean = statistics.fmean(candidate)
     if best is None:
-        return Decision("keep", f"first result ({mean:.4f})")
+        return Decision("keep", f"{FIRST_RESULT} ({mean:.4f})")
     delta = mean - best
     if delta <= 0:
         return Decision("discard", f"{mean:.4f} <= best {best:.4f}")

@@ -15,7 +15,7 @@ import time
 import yaml
 
 p = argparse.ArgumentParser()
-p.add_argument("--config")
+p.add_argument("--config", default="configs/current.yaml")
 p.add_argument("--set", action="append", default=[])
 args = p.parse_args()
 with open(args.config) as f:

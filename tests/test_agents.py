@@ -4,6 +4,7 @@ import json
 
 import anthropic
 import httpx2 as httpx  # the anthropic SDK 2.x speaks httpx2
+import optuna
 import pytest
 import yaml
 
@@ -254,3 +255,22 @@ def test_a_restarted_search_does_not_replay_its_proposals(tmp_path, synthetic_ho
     first.observe(p, 0.5)
     again = OptunaProposer(base, sources, db).propose(ctx())  # same seed, after a restart
     assert again.config_yaml != p.config_yaml
+
+
+def test_optuna_never_pairs_overlapping_views_and_leaves_numbering_to_the_loop(
+    tmp_path, synthetic_home, monkeypatch
+):
+    monkeypatch.setenv("NER_AR_HOME", str(synthetic_home))
+    sources = ["bc5cdr", "bc5cdr_chem", "bc5cdr_disease"]
+    proposer = OptunaProposer(parse_config(BASE), sources, tmp_path / "optuna.db")
+    fixed = {"source_share": 0.4, "lr_scale": 1.0, "batch_size": 16, "head": "crf"}
+    # bc5cdr_chem is a part of bc5cdr: dropped, and with one source left `mixed` is never asked
+    trial = optuna.trial.FixedTrial({**fixed, "source_0": "bc5cdr", "source_1": "bc5cdr_chem"})
+    raw, description = proposer._config(trial)
+    assert [s["corpora"] for s in raw["curriculum"]] == [["bc5cdr"], ["ncbi_disease"]]
+    assert description.startswith("bc5cdr 40% -> target |")
+    # disjoint views of one corpus are two sources
+    both = {**fixed, "source_0": "bc5cdr_chem", "source_1": "bc5cdr_disease", "mixed": True}
+    raw, description = proposer._config(optuna.trial.FixedTrial(both))
+    assert raw["curriculum"][0]["corpora"] == ["bc5cdr_chem", "bc5cdr_disease"]
+    assert description.startswith("mix(bc5cdr_chem+bc5cdr_disease) 40% -> target |")

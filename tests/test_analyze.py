@@ -36,6 +36,9 @@ def write_loop_log(path, n: int = 24, seed: int = 0) -> list[dict]:
         if i % 6 == 4:
             row = {"dev_f1": "0.000000", "status": "crash",
                    "description": f"try {i} [crash: {REASONS[i % 2]}]"}  # fmt: skip
+        elif i == 0:  # a tag's first run, as the loop and record.py describe it
+            row = {"dev_f1": f"{f1:.6f}", "status": "keep",
+                   "description": f"baseline [keep: first result ({f1:.4f})]"}  # fmt: skip
         elif i == 9:
             row = {"dev_f1": f"{f1:.6f}", "status": "ok", "description": f"hand run {i}"}
         else:
@@ -78,7 +81,9 @@ def test_summary_json(tmp_path):
     counts = Counter(x["status"] for x in rows)
     assert s["counts"] == {k: counts[k] for k in ("keep", "discard", "crash", "ok")}
     assert s["experiments"] == len(rows) and s["target"] == "ncbi_disease"
-    assert s["keep_rate"] == pytest.approx(counts["keep"] / (len(rows) - counts["ok"]))
+    # the baseline is kept by rule: no part of the keep rate
+    assert s["baselines"] == 1
+    assert s["keep_rate"] == pytest.approx((counts["keep"] - 1) / (len(rows) - counts["ok"] - 1))
     best = expected_running_best(rows)
     assert s["best"]["dev_f1"] == pytest.approx(best[-1])
     assert rows[s["best"]["n"] - 1]["dev_f1"] == f"{best[-1]:.6f}"
@@ -104,6 +109,23 @@ def test_summary_markdown(tmp_path):
     n_keep = sum(r["status"] == "keep" for r in rows)
     assert f"| keep | {n_keep} |" in text and "## Top improvements" in text
     assert f"| {REASONS[0]} |" in text and "Keep rate:" in text
+    kept, judged = n_keep - 1, sum(r["status"] != "ok" for r in rows) - 1
+    assert f"({kept} kept of {judged} judged by the loop, baselines aside)" in text
+
+
+def test_summary_markdown_escapes_pipes_in_descriptions(tmp_path):
+    path = tmp_path / "results.tsv"
+    append_row(path, {"commit": "a", "target": "t", "dev_f1": "0.5", "status": "keep",
+                      "description": "baseline [keep: first result (0.5000)]"})  # fmt: skip
+    append_row(path, {"commit": "b", "target": "t", "dev_f1": "0.6", "status": "keep",
+                      "description": "bc2gm 30% -> target | lr 1e-3 | crf"})  # fmt: skip
+    text = analysis.summary_markdown(
+        analysis.summarize(analysis.load_experiments(path, None), path)
+    )
+    row = next(line for line in text.splitlines() if line.startswith("| 2 |"))
+    assert row.endswith(r"| bc2gm 30% -> target \| lr 1e-3 \| crf |")
+    assert len(row.replace(r"\|", "").split("|")) == 7  # five cells between the bars
+    assert "Keep rate: 100% (1 kept of 1 judged" in text
 
 
 def test_progress_png(tmp_path):

@@ -27,6 +27,14 @@ def test_smoke_config_learns_and_reports(synthetic_home, tmp_path):
     assert set(KEYS) <= set(s) and s["status"] == "ok" and s["steps"] == "150"
     assert s["eval_split"] == "dev" and s["f1_seeds"] == s["dev_f1"]  # one seed
     assert float(s["train_loss_end"]) < float(s["train_loss_start"]) / 5
+    # A log (not a terminal): plain lines, one at step 10 (its loss is train_loss_start) and
+    # one per tenth of the 150 steps
+    assert "\r" not in r.stdout + r.stderr
+    status = [line for line in r.stdout.splitlines() if line.startswith("stage ")]
+    status = [line for line in status if " | step " in line]
+    steps = [int(line.split(" | step ")[1].split(" |")[0]) for line in status]
+    assert steps == [10, *range(15, 151, 15)]
+    assert f"loss (10-step mean) {float(s['train_loss_start']):.4f} |" in status[0]
     # Predicting all O scores 0; the synthetic dev set holds unseen entity names (found only
     # by context), so a model that learned scores well above 0.6 (measured: 0.87).
     assert float(s["dev_f1"]) > 0.6

@@ -1,9 +1,9 @@
 """Offline proposer: Optuna TPE over curricula and hyperparameters. No API key needed.
 
-The space is relative to the starting config: which sources (0-2) precede the target, whether
-two sources run one after the other or mixed, the share of the budget they get, an LR scale,
-the batch size (half, same, double) and the head. The study lives in SQLite under
-runs/<tag>/, so a restarted loop continues the same search.
+The space is relative to the starting config: which sources (0-2, never two overlapping views
+of one corpus) precede the target, whether two sources run one after the other or mixed, the
+share of the budget they get, an LR scale, the batch size (half, same, double) and the head.
+The study lives in SQLite under runs/<tag>/, so a restarted loop continues the same search.
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ class OptunaProposer:
     def __init__(self, base: ExperimentConfig, sources: list[str], storage: Path, seed: int = 0):
         self.base = base
         target = base.views()[0]
-        self.sources = [s for s in sources if head_key(base.store().view(s)) != head_key(target)]
+        views = {s: base.store().view(s) for s in sources}
+        self.views = {s: v for s, v in views.items() if head_key(v) != head_key(target)}
+        self.sources = list(self.views)
         storage.parent.mkdir(parents=True, exist_ok=True)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.study = optuna.create_study(
@@ -62,7 +64,7 @@ class OptunaProposer:
                 name = trial.suggest_categorical(f"source_{i}", [NONE, *self.sources])
                 if name == NONE:
                     break
-                if name not in picked:
+                if not any(self._overlap(name, other) for other in picked):
                     picked.append(name)
         stages, text = [], "target only"
         if picked:
@@ -87,8 +89,15 @@ class OptunaProposer:
         )
         raw["head"]["kind"] = trial.suggest_categorical("head", ["linear", "mlp", "crf"])
         parse_config(raw)  # the space only yields valid configs; fail loudly if not
+        # No trial number: the loop numbers experiments ([n]) and two numberings would clash.
         description = (
-            f"optuna #{trial.number}: {text} | lr {raw['optim']['lr']:.2g} | "
+            f"{text} | lr {raw['optim']['lr']:.2g} | "
             f"bs {raw['optim']['batch_size']} | {raw['head']['kind']}"
         )
         return raw, description
+
+    def _overlap(self, a: str, b: str) -> bool:
+        """Two views of one corpus that share a type (bc5cdr and bc5cdr_chem) would train on
+        the same mentions twice: a source set holds at most one of them."""
+        va, vb = self.views[a], self.views[b]
+        return va.corpus == vb.corpus and bool(set(va.types) & set(vb.types))
