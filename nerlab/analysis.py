@@ -55,6 +55,23 @@ def load_experiments(path: Path, target: str | None) -> pd.DataFrame:
     return df
 
 
+def tag_experiments(path: Path, root: Path, tag: str) -> pd.DataFrame:
+    """The rows of one tag's experiments (their commits are the tag's refs), numbered as the loop
+    numbered them (the n of `[n]` and of refs/autoresearch/<tag>/<n>), in that order: with
+    parallel workers the file holds them in completion order."""
+    from nerlab.gitops import RunBranch
+
+    number = {c: n for n, c in RunBranch(root, tag).experiments().items()}
+    if not number:
+        raise UserError(f"tag {tag!r} has no experiments (no refs/autoresearch/{tag}/*)")
+    df = read_results(path)
+    df = df[df["commit"].isin(number)].drop_duplicates("commit", keep="last")
+    if df.empty:
+        raise UserError(f"{path}: no rows for the experiments of tag {tag!r}")
+    df.insert(0, "n", df["commit"].map(number))
+    return df.sort_values("n").reset_index(drop=True)
+
+
 def running_best(df: pd.DataFrame) -> pd.Series:
     """Best dev F1 of the kept (and hand-run ok) rows up to each row; NaN before the first."""
     kept = df["dev_f1"].where(df["status"].isin(KEPT))
