@@ -7,7 +7,8 @@
 Trains the tag's baseline (experiment 1) and its best (the branch tip's experiment) with K seeds
 each (train.py runs, as the loop's), scores every saved model on dev and on test, and writes
 runs/<tag>/final.json and final.md: test F1 mean ± std for both, the difference with a Welch 95%
-CI, precision, recall and per-type F1. This is the only place the test split is used.
+CI, precision, recall and per-type F1 (and runs/<tag>/report.html). This is the only place the
+test split is used.
 Resumable: finished seeds are not rerun. --export writes the best config's best-dev seed as a
 directory that transformers loads (AutoModelForTokenClassification, pipeline) with a model card.
 """
@@ -17,9 +18,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nerlab.errors import run_cli
+from nerlab.errors import UserError, run_cli
 from nerlab.export import check_target_dir, export_model
 from nerlab.final import FinalEvaluation, FinalOptions, markdown
+from nerlab.report import write_report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,6 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     report = final.run()
     print(markdown(report))
     print(f"\nwrote {final.dir / 'final.json'} and {final.dir / 'final.md'}")
+    try:  # the night's page, now with the final test in its headline
+        page = final.dir / "report.html"
+        write_report(root, args.tag, args.results, args.config, Path("matrix.tsv"), page)
+        print(f"wrote {page}")
+    except UserError as e:
+        print(f"note: no report.html: {e}")
     if args.export:
         print(export_model(final.best_seed_dir(), args.export, report, args.license))
     return 0

@@ -7,7 +7,7 @@ from __future__ import annotations
 import yaml
 
 from nerlab.config import ExperimentConfig
-from nerlab.corpora import CORPORA
+from nerlab.corpora import ALIASES, CORPORA
 from nerlab.final import TEST_NOTE, fmt_diff, fmt_points
 from nerlab.model import TINY, TINY_SHAPE
 
@@ -257,8 +257,6 @@ def _corpora(cfg: ExperimentConfig, meta: dict) -> list[str]:
 
 
 def _corpus_of(spec: str) -> str:
-    from nerlab.corpora import ALIASES
-
     return ALIASES.get(spec, spec).partition(":")[0]
 
 

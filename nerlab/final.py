@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import statistics
 import time
@@ -25,6 +26,7 @@ from pathlib import Path
 import torch
 from git import GitCommandError
 
+from nerlab.config import parse_config_text
 from nerlab.errors import UserError
 from nerlab.gitops import PREFIX, RunBranch
 from nerlab.ledger import Ledger
@@ -238,8 +240,6 @@ class FinalEvaluation:
 
 def run_timeout(config_text: str) -> float:
     """As the loop's: 2x a seconds budget plus startup, or a fixed allowance for steps."""
-    from nerlab.config import parse_config_text
-
     budget = parse_config_text(config_text).budget
     return STEPS_TIMEOUT if budget.seconds is None else 2 * budget.seconds + STARTUP_ALLOWANCE
 
@@ -276,16 +276,12 @@ def _scores(s: Scores) -> dict:
 
 
 def _target(arm: Arm) -> str:
-    from nerlab.config import parse_config_text
-
     return parse_config_text(arm.config_text).target
 
 
 def hardware() -> str:
     if torch.cuda.is_available():
         return f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
-    import os
-
     cpu = platform.processor() or platform.machine()
     return f"CPU ({cpu}, {os.cpu_count()} cores), no GPU"
 

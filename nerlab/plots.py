@@ -138,8 +138,8 @@ def _key(key, marked: pd.DataFrame) -> None:
     lines = [f"{r.n:>3}  {r.dev_f1:.4f}  {short(r.description, 30)}" for r in marked.itertuples()]
     if len(lines) > KEY_LINES:
         lines = lines[: KEY_LINES - 1] + [f"… and {len(lines) - KEY_LINES + 1} more"]
-    key.text(0.0, 1.0, "kept experiments\n  #  dev F1  description\n" + "\n".join(lines),
-             va="top", ha="left", fontsize=7, family="monospace", transform=key.transAxes)
+    text = "kept experiments\n  #  dev F1  description\n" + "\n".join(lines)
+    key.text(0, 1, text, va="top", ha="left", fontsize=7, family="monospace", transform=key.transAxes)
 
 
 KEY_LINES = 28

@@ -21,6 +21,7 @@ from git import GitCommandError
 from nerlab.analysis import (
     KEPT,
     crash_reason,
+    fmt_delta,
     load_matrix,
     running_best,
     summarize,
@@ -30,6 +31,7 @@ from nerlab.analysis import (
 from nerlab.errors import UserError
 from nerlab.final import fmt_diff, fmt_points
 from nerlab.gitops import RunBranch
+from nerlab.plots import plot_matrix, plt, progress_figure
 from nerlab.proposals import config_diff
 from nerlab.summary import parse_summary
 
@@ -149,8 +151,6 @@ def _hours(df: pd.DataFrame, git: RunBranch) -> float | None:
 
 
 def _progress_png(df: pd.DataFrame) -> bytes:
-    from nerlab.plots import plt, progress_figure
-
     fig = progress_figure(df)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
@@ -277,9 +277,6 @@ def _final_table(final: dict) -> str:
 
 
 def _matrix(path: Path) -> str:
-    from nerlab.analysis import fmt_delta
-    from nerlab.plots import plot_matrix
-
     df = load_matrix(path)
     cells, baselines = transfers(df)
     if not cells:
