@@ -139,7 +139,9 @@ def _key(key, marked: pd.DataFrame) -> None:
     if len(lines) > KEY_LINES:
         lines = lines[: KEY_LINES - 1] + [f"… and {len(lines) - KEY_LINES + 1} more"]
     text = "kept experiments\n  #  dev F1  description\n" + "\n".join(lines)
-    key.text(0, 1, text, va="top", ha="left", fontsize=7, family="monospace", transform=key.transAxes)
+    key.text(
+        0, 1, text, va="top", ha="left", fontsize=7, family="monospace", transform=key.transAxes
+    )
 
 
 KEY_LINES = 28
