@@ -24,6 +24,7 @@ from nerlab.stats import Interval, diff_ci, mean_ci
 
 KEPT = ("keep", "ok")  # rows that may set the running best
 CRASH_REASON = re.compile(r"\s*\[crash: (.*)\]\s*$")
+NOTE = re.compile(r"\s*\[(?:keep|discard|crash|ok): (.*)\]\s*$")  # the row's decision note
 TOP_IMPROVEMENTS = 5
 LABEL_CHARS = 38  # a kept point's annotation: enough to tell experiments apart
 
@@ -84,7 +85,7 @@ def crash_reason(description: str) -> str:
 
 
 def short(description: str, limit: int = LABEL_CHARS) -> str:
-    text = CRASH_REASON.sub("", description).strip() or "(no description)"
+    text = NOTE.sub("", description).strip() or "(no description)"
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

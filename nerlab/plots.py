@@ -153,7 +153,7 @@ def _set_ylim(ax, values: pd.Series) -> None:
         return
     lo, hi = float(values.min()), float(values.max())
     pad = max(0.02, 0.08 * (hi - lo))
-    ax.set_ylim(max(0.0, lo - pad), min(1.0, hi + 2 * pad))  # room above for the labels
+    ax.set_ylim(max(0.0, lo - pad), min(1.0 + pad, hi + 2 * pad))  # room above for the labels
 
 
 def plot_matrix(cells: list[Transfer], baselines: dict[str, Interval], df, out: Path) -> None:

@@ -16,10 +16,13 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
+import yaml
 from git import GitCommandError
+from pydantic import ValidationError
 
 from nerlab.analysis import (
     KEPT,
+    NOTE,
     crash_reason,
     fmt_delta,
     load_matrix,
@@ -28,6 +31,7 @@ from nerlab.analysis import (
     tag_experiments,
     transfers,
 )
+from nerlab.config import ExperimentConfig, dump_config
 from nerlab.errors import UserError
 from nerlab.final import fmt_diff, fmt_points
 from nerlab.gitops import RunBranch
@@ -180,7 +184,7 @@ def _improvements(df: pd.DataFrame, git: RunBranch, config: Path) -> str:
         head = (
             f"<p><b>#{r['n']}</b> <code>{_e(r['commit'])}</code> dev F1 "
             f"<b>{r['dev_f1']:.4f}</b>{gain} ± {r['dev_f1_std']:.4f} over {r['repeats']} "
-            f"seed(s): {_e(r['description'])}</p>"
+            f"seed(s): {_e(NOTE.sub('', r['description']))}{_note(r['description'])}</p>"
         )
         diff = text if prev_text is None else config_diff(prev_text, text) or "(same config)"
         out.append(head + _diff_html(diff, whole=prev_text is None))
@@ -188,14 +192,25 @@ def _improvements(df: pd.DataFrame, git: RunBranch, config: Path) -> str:
     return "\n".join(out) or "<p>No kept experiment.</p>"
 
 
+def _note(description: str) -> str:
+    m = NOTE.search(description)
+    return f" <span class=note>(decision: {_e(m.group(1))})</span>" if m else ""
+
+
 def _config_at(git: RunBranch, commit: str, config: Path) -> str:
+    """The experiment's config, normalised (comments, order and style aside) so that diffs show
+    only what changed; as committed when it does not parse."""
     try:
-        return git.show(commit, config)
+        text = git.show(commit, config)
     except GitCommandError:
         raise UserError(
             f"{config.name} is not in experiment commit {commit}: pass the loop's "
             "--config (e.g. --config configs/smoke.yaml)"
         ) from None
+    try:
+        return dump_config(ExperimentConfig.model_validate(yaml.safe_load(text)))
+    except (yaml.YAMLError, ValidationError):
+        return text
 
 
 def _diff_html(text: str, whole: bool) -> str:
