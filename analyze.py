@@ -3,6 +3,7 @@
     python analyze.py progress [--results results.tsv] [--out progress.png] [--target T]
     python analyze.py summary  [--results results.tsv] [--json] [--target T]
     python analyze.py matrix   [--results matrix.tsv] [--out matrix.png]
+    python analyze.py report   --tag T [--results results.tsv]   # runs/<tag>/report.html
 
 progress and summary read results.tsv (agent_loop.py, program.md, `train.py --results`). Its
 statuses: keep / discard / crash from the loop, and `ok` for a hand run of train.py. An `ok` row
@@ -29,19 +30,27 @@ from nerlab.analysis import (
     matrix_markdown,
     summarize,
     summary_markdown,
+    tag_experiments,
     transfers,
 )
 from nerlab.errors import UserError, run_cli
 from nerlab.plots import plot_matrix, plot_progress
 
 
+def experiments(args):
+    """The tag's experiments numbered by its refs with --tag, else the file's rows in order."""
+    if getattr(args, "tag", None):
+        return tag_experiments(Path(args.results), Path.cwd(), args.tag)
+    return load_experiments(Path(args.results), args.target)
+
+
 def cmd_progress(args) -> None:
-    plot_progress(load_experiments(Path(args.results), args.target), Path(args.out))
+    plot_progress(experiments(args), Path(args.out))
 
 
 def cmd_summary(args) -> None:
     path = Path(args.results)
-    s = summarize(load_experiments(path, args.target), path)
+    s = summarize(experiments(args), path)
     print(json.dumps(s, indent=2) if args.json else summary_markdown(s))
 
 
@@ -58,23 +67,42 @@ def cmd_matrix(args) -> None:
     plot_matrix(cells, baselines, df, Path(args.out))
 
 
+def cmd_report(args) -> None:
+    from nerlab.report import write_report
+
+    out = Path(args.out) if args.out else Path("runs") / args.tag / "report.html"
+    write_report(Path.cwd(), args.tag, Path(args.results), Path(args.config), Path(args.matrix),
+                 out)  # fmt: skip
+    print(f"wrote {out}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     pr = sub.add_parser("progress", help="the autoresearch chart of results.tsv")
     pr.add_argument("--results", default="results.tsv")
-    pr.add_argument("--out", default="progress.png")
+    pr.add_argument("--out", default="progress.png", help=".png, or .pdf/.svg (vector)")
     pr.add_argument("--target", help="with several targets in the file (default: the latest)")
+    pr.add_argument("--tag", help="one loop tag's experiments, numbered as the loop numbered them")
     su = sub.add_parser("summary", help="counts, keep rate, best, improvements, crashes")
     su.add_argument("--results", default="results.tsv")
     su.add_argument("--json", action="store_true", help="JSON instead of markdown")
     su.add_argument("--target", help="with several targets in the file (default: the latest)")
+    su.add_argument("--tag", help="one loop tag's experiments, numbered as the loop numbered them")
+    rp = sub.add_parser("report", help="runs/<tag>/report.html: one self-contained page")
+    rp.add_argument("--tag", required=True)
+    rp.add_argument("--results", default="results.tsv")
+    rp.add_argument("--config", default="configs/current.yaml", help="the config the loop edits")
+    rp.add_argument("--matrix", default="matrix.tsv", help="a transfer matrix, shown if present")
+    rp.add_argument("--out", help="default: runs/<tag>/report.html")
     ma = sub.add_parser("matrix", help="transfer matrix of python -m nerlab.sweep matrix")
     ma.add_argument("--results", default="matrix.tsv")
     ma.add_argument("--out", default="matrix.png")
     ma.add_argument("--json", action="store_true", help="the cells as JSON instead of markdown")
     args = p.parse_args(argv)
-    {"progress": cmd_progress, "summary": cmd_summary, "matrix": cmd_matrix}[args.command](args)
+    commands = {"progress": cmd_progress, "summary": cmd_summary, "matrix": cmd_matrix,
+                "report": cmd_report}  # fmt: skip
+    commands[args.command](args)
     return 0
 
 

@@ -33,10 +33,11 @@ from pathlib import Path
 import torch
 
 from nerlab.budget import Progress, lr_factor
-from nerlab.config import ExperimentConfig, head_key, load_config
+from nerlab.config import ExperimentConfig, dump_config, head_key, load_config
 from nerlab.errors import UserError
 from nerlab.metrics import Scores, score, write_predictions
 from nerlab.model import TINY, load_encoder, load_tokenizer
+from nerlab.modelio import save_tagger
 from nerlab.results import append_row
 from nerlab.runner import results_row
 from nerlab.store import home
@@ -85,7 +86,8 @@ class RunResult:
     flops_per_token: float
 
 
-def train_and_evaluate(cfg, stage_tasks, target_task, tokenizer, device, seed) -> RunResult:
+def train_and_evaluate(cfg, stage_tasks, target_task, tokenizer, device, seed,
+                       save_to: Path | None = None) -> RunResult:  # fmt: skip
     random.seed(seed)
     torch.manual_seed(seed)
     encoder = load_encoder(cfg.model, tokenizer, seed, cfg.optim.dropout).to(device)
@@ -139,6 +141,9 @@ def train_and_evaluate(cfg, stage_tasks, target_task, tokenizer, device, seed) -
     t_eval = time.perf_counter()
     predictions = predict(model, target_task, cfg, device, autocast, pad_id)
     scores = score([s.tags for s in target_task.sentences], predictions)
+    if save_to is not None:
+        extra = {"seed": seed, "eval_f1": scores.f1}  # on the split evaluated
+        save_tagger(save_to, model, tokenizer, dump_config(cfg), target_task.view, extra)
     n = min(LOSS_WINDOW, len(losses))
     lengths = [length for t in views_tasks(stage_tasks) for length in t.lengths]
     return RunResult(
@@ -219,6 +224,12 @@ def main() -> int:
     p.add_argument("--predictions", type=Path, help="write `token gold pred` lines here")
     p.add_argument("--results", type=Path, help="append this run as a row of a results.tsv")
     p.add_argument("--description", default="", help="the row's description")
+    p.add_argument(
+        "--save-model",
+        type=Path,
+        metavar="DIR",
+        help="save the first seed's encoder, target head and tokenizer here (nerlab.modelio)",
+    )
     p.add_argument("--device", help="cuda, cuda:N, mps or cpu (default: the best available)")
     args = p.parse_args()
     t0 = LAUNCHED
@@ -283,7 +294,8 @@ def run(cfg: ExperimentConfig, args, device: torch.device) -> dict:
     runs: list[RunResult] = []
     for r in range(cfg.repeats):
         seed = cfg.seed + r
-        result = train_and_evaluate(cfg, stage_tasks, target_task, tokenizer, device, seed)
+        save_to = args.save_model if r == 0 else None
+        result = train_and_evaluate(cfg, stage_tasks, target_task, tokenizer, device, seed, save_to)
         runs.append(result)
         print(
             f"seed {seed}: {args.eval_split}_f1 {result.scores.f1:.6f} | steps {result.steps} | "

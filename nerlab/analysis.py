@@ -26,6 +26,7 @@ from nerlab.stats import FIRST_RESULT, Interval, diff_ci, mean_ci
 KEPT = ("keep", "ok")  # rows that may set the running best
 CRASH_REASON = re.compile(r"\s*\[crash: (.*)\]\s*$")
 BASELINE_NOTE = f"[keep: {FIRST_RESULT}"  # how the loop and record.py describe a baseline row
+NOTE = re.compile(r"\s*\[(?:keep|discard|crash|ok): (.*)\]\s*$")  # the row's decision note
 TOP_IMPROVEMENTS = 5
 LABEL_CHARS = 38  # a kept point's annotation: enough to tell experiments apart
 
@@ -57,6 +58,23 @@ def load_experiments(path: Path, target: str | None) -> pd.DataFrame:
     return df
 
 
+def tag_experiments(path: Path, root: Path, tag: str) -> pd.DataFrame:
+    """The rows of one tag's experiments (their commits are the tag's refs), numbered as the loop
+    numbered them (the n of `[n]` and of refs/autoresearch/<tag>/<n>), in that order: with
+    parallel workers the file holds them in completion order."""
+    from nerlab.gitops import RunBranch
+
+    number = {c: n for n, c in RunBranch(root, tag).experiments().items()}
+    if not number:
+        raise UserError(f"tag {tag!r} has no experiments (no refs/autoresearch/{tag}/*)")
+    df = read_results(path)
+    df = df[df["commit"].isin(number)].drop_duplicates("commit", keep="last")
+    if df.empty:
+        raise UserError(f"{path}: no rows for the experiments of tag {tag!r}")
+    df.insert(0, "n", df["commit"].map(number))
+    return df.sort_values("n").reset_index(drop=True)
+
+
 def running_best(df: pd.DataFrame) -> pd.Series:
     """Best dev F1 of the kept (and hand-run ok) rows up to each row; NaN before the first."""
     kept = df["dev_f1"].where(df["status"].isin(KEPT))
@@ -69,7 +87,7 @@ def crash_reason(description: str) -> str:
 
 
 def short(description: str, limit: int = LABEL_CHARS) -> str:
-    text = CRASH_REASON.sub("", description).strip() or "(no description)"
+    text = NOTE.sub("", description).strip() or "(no description)"
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

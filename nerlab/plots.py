@@ -11,8 +11,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
+from matplotlib.transforms import Bbox
 
-from nerlab.analysis import Transfer, fmt_delta, fmt_f1, fmt_seeds, running_best, short
+from nerlab.analysis import KEPT, Transfer, fmt_delta, fmt_f1, fmt_seeds, running_best, short
 from nerlab.results import BASELINE
 from nerlab.stats import Interval
 
@@ -22,71 +24,127 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def plot_progress(df: pd.DataFrame, out: Path) -> None:
-    """Every experiment of one target (`analysis.load_experiments`) by number: discarded grey,
-    kept and hand runs labelled, crashes as crosses at the bottom, the running best as a step."""
+    """The progress figure (`progress_figure`) as PNG, or PDF/SVG by the suffix of `out`."""
+    _save(progress_figure(df), out)
+
+
+def progress_figure(df: pd.DataFrame):
+    """Every experiment of one target (`analysis.load_experiments` or `tag_experiments`) by its
+    number: discarded grey, kept green, hand runs blue, crashes as crosses at the bottom, the
+    running best as a step line with its seed spread (± std) where it has repeats. Kept and
+    hand-run points carry their number; a key beside the axes gives their descriptions; the
+    legend sits below the axes, so it hides no point."""
     best = running_best(df)
-    fig, ax = plt.subplots(figsize=(max(8.0, min(20.0, 0.25 * len(df) + 6)), 5.5))
+    width = max(8.0, min(16.0, 0.12 * df["n"].max() + 7))
+    fig = plt.figure(figsize=(width, 5.2))
+    grid = fig.add_gridspec(1, 2, width_ratios=[3.2, 1], wspace=0.04)
+    ax, key = fig.add_subplot(grid[0]), fig.add_subplot(grid[1])
     scored = df[df["status"] != "crash"]
     grey = scored[scored["status"] == "discard"]
-    ax.scatter(grey["n"], grey["dev_f1"], s=22, c="#b0b0b0", label="discarded", zorder=2)
-    kept = scored[scored["status"] == "keep"]
-    ax.scatter(
-        kept["n"],
-        kept["dev_f1"],
-        s=42,
-        c="#2ca02c",
-        edgecolors="k",
-        linewidths=0.5,
-        label="kept",
-        zorder=4,
-    )
-    hand = scored[scored["status"] == "ok"]
-    if len(hand):
-        ax.scatter(
-            hand["n"],
-            hand["dev_f1"],
-            s=36,
-            c="#1f77b4",
-            marker="D",
-            label="ok (hand run)",
-            zorder=4,
-        )
-    ax.step(df["n"], best, where="post", c="#2ca02c", lw=1.8, alpha=0.8, label="running best")
-    for k, (_, row) in enumerate(pd.concat([kept, hand]).sort_values("n").iterrows()):
-        ax.annotate(
-            short(row["description"]),
-            (row["n"], row["dev_f1"]),
-            fontsize=7,
-            xytext=(3, 6 if k % 2 == 0 else 16),
-            textcoords="offset points",
-            rotation=20,
-            color="#1a5e1a",
-        )
-    _set_ylim(ax, scored["dev_f1"].dropna())
+    ax.scatter(grey["n"], grey["dev_f1"], s=20, c="#b0b0b0", label="discarded", zorder=2)
+    marked = scored[scored["status"].isin(KEPT)].sort_values("n")
+    _spread(ax, df, best)
+    for status, style in (("keep", PROGRESS_KEPT), ("ok", PROGRESS_HAND)):
+        rows = marked[marked["status"] == status]
+        if len(rows):
+            ax.errorbar(rows["n"], rows["dev_f1"], yerr=_std(rows), fmt="none", ecolor="k",
+                        elinewidth=0.8, capsize=2, zorder=3)  # fmt: skip
+            ax.scatter(rows["n"], rows["dev_f1"], **style, zorder=4)
+    ax.step(df["n"], best, where="post", c="#2ca02c", lw=1.6, alpha=0.85, label="running best")
     crashes = df[df["status"] == "crash"]
     if len(crashes):  # at the bottom edge: a crash's F1 of 0 would squash the scale
-        ax.scatter(
-            crashes["n"],
-            [0.02] * len(crashes),
-            marker="x",
-            c="#808080",
-            s=28,
-            transform=ax.get_xaxis_transform(),
-            label="crashed",
-            zorder=3,
-        )
-    c = df["status"].value_counts().reindex(["keep", "discard", "crash", "ok"], fill_value=0)
-    top = f", best {best.max():.4f}" if best.notna().any() else ""
-    ax.set_title(
-        f"{df['target'].iloc[0]}: {len(df)} experiments, {c['keep']} kept, {c['discard']} "
-        f"discarded, {c['crash']} crashed" + (f", {c['ok']} hand runs" if c["ok"] else "") + top
-    )
+        ax.scatter(crashes["n"], [0.03] * len(crashes), marker="x", c="#808080", s=26,
+                   transform=ax.get_xaxis_transform(), label="crashed", zorder=3)  # fmt: skip
+    _set_ylim(ax, scored["dev_f1"].dropna())
+    ax.set_xlim(0.3, df["n"].max() + 0.7)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title(_progress_title(df, best), fontsize=10, loc="left")
     ax.set_xlabel("experiment #")
     ax.set_ylabel("dev F1")
-    ax.set_xlim(0.3, len(df) + 0.7)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-    _save(fig, out)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, fontsize=8, frameon=False)
+    fig.subplots_adjust(left=0.07, right=0.99, top=0.88, bottom=0.2)
+    _label_points(fig, ax, marked, scored)
+    _key(key, marked)
+    return fig
+
+
+PROGRESS_KEPT = dict(s=40, c="#2ca02c", edgecolors="k", linewidths=0.5, label="kept")
+PROGRESS_HAND = dict(s=34, c="#1f77b4", marker="D", label="ok (hand run)")
+LABEL_OFFSETS = (7, 15, 23, -13, -21, 31, -29, 39)  # points above (+) or below (-) a marker
+
+
+def _std(rows: pd.DataFrame) -> np.ndarray:
+    return rows["dev_f1_std"].fillna(0.0).to_numpy() if "dev_f1_std" in rows else None
+
+
+def _spread(ax, df: pd.DataFrame, best: pd.Series) -> None:
+    """A band of ± the std over seeds of the experiment holding the running best."""
+    if "dev_f1_std" not in df or not (df["dev_f1_std"].fillna(0) > 0).any():
+        return
+    top, std, stds = -math.inf, math.nan, []
+    for row in df.itertuples():
+        if row.status in KEPT and row.dev_f1 > top:  # as running_best: the first holder
+            top, std = row.dev_f1, row.dev_f1_std
+        stds.append(std)
+    ax.fill_between(df["n"], best - stds, best + stds, step="post", color="#2ca02c", alpha=0.15,
+                    lw=0, label="best ± std over seeds")  # fmt: skip
+
+
+def _progress_title(df: pd.DataFrame, best: pd.Series) -> str:
+    c = df["status"].value_counts().reindex(["keep", "discard", "crash", "ok"], fill_value=0)
+    target = df["target"].iloc[0]
+    head = f"{target}: best dev F1 {best.max():.4f}" if best.notna().any() else target
+    hand = f", {c['ok']} hand run(s)" if c["ok"] else ""
+    counts = (f"{len(df)} experiments: {c['keep']} kept, {c['discard']} discarded, "
+              f"{c['crash']} crashed{hand}")  # fmt: skip
+    return f"{head}\n{counts}"
+
+
+def _label_points(fig, ax, marked: pd.DataFrame, scored: pd.DataFrame) -> None:
+    """Each kept/hand point's number, at the first offset where it touches no other label, no
+    marker and stays inside the axes; a point with no free spot keeps only its key entry."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    inside = ax.get_window_extent(renderer)
+    radius = 4.0 * fig.dpi / 72  # a marker's half size in pixels
+    xy = ax.transData.transform(scored[["n", "dev_f1"]].to_numpy(dtype=float))
+    taken = [Bbox.from_extents(x - radius, y - radius, x + radius, y + radius) for x, y in xy]
+    for row in marked.itertuples():  # error bars are taken space too
+        std = 0.0 if pd.isna(getattr(row, "dev_f1_std", 0.0)) else row.dev_f1_std
+        (x, lo), (_, hi) = ax.transData.transform([(row.n, row.dev_f1 - std),
+                                                   (row.n, row.dev_f1 + std)])  # fmt: skip
+        taken.append(Bbox.from_extents(x - radius, lo - radius, x + radius, hi + radius))
+    for _, row in marked.iterrows():
+        for dy in LABEL_OFFSETS:
+            text = ax.annotate(str(row["n"]), (row["n"], row["dev_f1"]), xytext=(0, dy),
+                               textcoords="offset points", ha="center", va="center",
+                               fontsize=7, color="#1a5e1a", zorder=5)  # fmt: skip
+            box = text.get_window_extent(renderer)
+            if _contains(inside, box) and not any(box.overlaps(t) for t in taken):
+                taken.append(box)
+                break
+            text.remove()
+
+
+def _contains(outer: Bbox, inner: Bbox) -> bool:
+    return (outer.x0 <= inner.x0 and inner.x1 <= outer.x1 and outer.y0 <= inner.y0
+            and inner.y1 <= outer.y1)  # fmt: skip
+
+
+def _key(key, marked: pd.DataFrame) -> None:
+    """The descriptions of the numbered points, beside the axes (as many as fit)."""
+    key.axis("off")
+    lines = [f"{r.n:>3}  {r.dev_f1:.4f}  {short(r.description, 30)}" for r in marked.itertuples()]
+    if len(lines) > KEY_LINES:
+        lines = lines[: KEY_LINES - 1] + [f"… and {len(lines) - KEY_LINES + 1} more"]
+    text = "kept experiments\n  #  dev F1  description\n" + "\n".join(lines)
+    key.text(
+        0, 1, text, va="top", ha="left", fontsize=7, family="monospace", transform=key.transAxes
+    )
+
+
+KEY_LINES = 28
 
 
 def _set_ylim(ax, values: pd.Series) -> None:
@@ -95,7 +153,7 @@ def _set_ylim(ax, values: pd.Series) -> None:
         return
     lo, hi = float(values.min()), float(values.max())
     pad = max(0.02, 0.08 * (hi - lo))
-    ax.set_ylim(max(0.0, lo - pad), min(1.0, hi + 2 * pad))  # room above for the labels
+    ax.set_ylim(max(0.0, lo - pad), min(1.0 + pad, hi + 2 * pad))  # room above for the labels
 
 
 def plot_matrix(cells: list[Transfer], baselines: dict[str, Interval], df, out: Path) -> None:
@@ -130,7 +188,7 @@ def plot_matrix(cells: list[Transfer], baselines: dict[str, Interval], df, out: 
         fontsize=10,
     )
     fig.colorbar(im, ax=ax, label="ΔF1 (points)", shrink=0.85)
-    _save(fig, out)
+    _save(fig, out, tight=True)
 
 
 def _annotate_cell(ax, i: int, j: int, cell: Transfer | None, same: bool, limit: float) -> None:
@@ -177,9 +235,10 @@ def _annotate_cell(ax, i: int, j: int, cell: Transfer | None, same: bool, limit:
     )
 
 
-def _save(fig, out: Path) -> None:
+def _save(fig, out: Path, tight: bool = False) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(out, dpi=150)
+    if tight:
+        fig.tight_layout()
+    fig.savefig(out, dpi=150, bbox_inches="tight")
     plt.close(fig)
     print(f"wrote {out}")

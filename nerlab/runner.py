@@ -33,6 +33,7 @@ class RunSpec:
     timeout: float | None = None  # seconds; None waits forever
     train_py: str = str(TRAIN_PY)  # tests swap in a fake trainer with the same contract
     eval_split: str = "dev"
+    save_model: str | None = None  # train.py --save-model: where the first seed's model goes
 
 
 @dataclass
@@ -88,6 +89,8 @@ def run_train(spec: RunSpec, log_path: Path, env: dict | None = None) -> RunOutc
         cmd += [a for s in spec.sets for a in ("--set", s)]
         if spec.eval_split != "dev":
             cmd += ["--eval-split", spec.eval_split]
+        if spec.save_model:
+            cmd += ["--save-model", spec.save_model]
         with open(log_path, "w", encoding="utf-8") as out:
             out.write(f"$ {' '.join(cmd)}\n# config\n{spec.config_text.rstrip()}\n# output\n")
             out.flush()

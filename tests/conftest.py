@@ -51,3 +51,18 @@ def run_script(*args: str, home: Path, timeout: float = HANG_GUARD_S, cwd: Path 
     return subprocess.run(
         [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+@pytest.fixture(scope="session")
+def trained_model(synthetic_home, tmp_path_factory) -> tuple[Path, Path]:
+    """A tiny linear-head model trained once by `train.py --save-model` on the synthetic
+    corpora: (its directory, train.py's dev predictions file)."""
+    out = tmp_path_factory.mktemp("trained")
+    model, pred = out / "model", out / "pred.txt"
+    r = run_script(
+        "train.py", "--config", "configs/smoke.yaml", "--set", "budget.steps=40",
+        "--set", "optim.lr=0.005", "--save-model", str(model), "--predictions", str(pred),
+        home=synthetic_home,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    return model, pred

@@ -1,0 +1,126 @@
+"""A saved tagger (nerlab.modelio) as a standard transformers token classifier.
+
+The directory loads with `AutoModelForTokenClassification.from_pretrained(DIR)` and
+`pipeline("token-classification", model=DIR)` and no project code: the encoder family's own
+`...ForTokenClassification` class, id2label/label2id from the target's labels, the tokenizer.
+The project's files (nerlab.json, the head) go along, so predict.py reads it too.
+
+How each head maps onto the standard class:
+- linear: exactly onto `classifier`. ModernBERT's class puts a prediction head (dense, activation,
+  LayerNorm) before it; it is set to pass the encoder's output through: dense = diag(1/g) undoes
+  the encoder's final LayerNorm scale g, the activation is the identity, and the head's LayerNorm
+  (weight g) renormalises an already normalised vector, which changes it by ~1e-5 relative.
+- crf: the emission layer as `classifier`; the standard pipeline decodes by argmax, not by
+  Viterbi with IOB2 constraints, so its tags can differ (predict.py applies the CRF).
+- mlp: the standard classes have no slot for it: refused.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModelForTokenClassification
+
+from nerlab.card import model_card
+from nerlab.config import head_key
+from nerlab.errors import UserError
+from nerlab.modelio import HEAD, META, SavedTagger, load_tagger
+
+CARRIED = (META, HEAD)  # the project's files, copied next to the standard ones
+
+
+def check_target_dir(out: Path, force: bool) -> None:
+    """Refuse to write into an existing directory unless forced (called before any work)."""
+    out = Path(out)
+    if out.exists() and not force:
+        raise UserError(f"--export {out}: already exists; choose another directory or add --force")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--export {out}: exists and is not a directory")
+
+
+def export(saved_dir: Path, out: Path) -> SavedTagger:
+    """Write the standard directory for the model saved in `saved_dir`; returns it loaded."""
+    saved = load_tagger(saved_dir, torch.device("cpu"))
+    if saved.meta["head"] == "mlp":
+        raise UserError(
+            f"an mlp head has no equivalent in {_family(saved)}ForTokenClassification, so it "
+            f"cannot be exported in the standard format; predict.py reads the saved model "
+            f"{saved_dir} as it is"
+        )
+    model = standard_model(saved)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tokenizer = saved.tokenizer
+    tokenizer.model_max_length = saved.cfg.max_length  # the pipeline truncates or strides
+    tokenizer.save_pretrained(out)
+    for name in CARRIED:
+        shutil.copy(Path(saved_dir) / name, out / name)
+    return saved
+
+
+def export_model(seed_dir: Path, out: Path, report: dict, license_id: str = "other") -> str:
+    """`final.py --export`: the standard directory plus its model card; returns a summary line."""
+    saved = export(seed_dir, out)
+    manifest = saved.cfg.store().manifest()
+    card = model_card(report, saved.meta, saved.cfg, manifest, str(out), license_id)
+    (Path(out) / "README.md").write_text(card)
+    meta = saved.meta
+    return (
+        f"exported seed {meta['seed']} of {meta['target']} ({meta['head']} head) to {out}: "
+        f"{_family(saved)}ForTokenClassification, tokenizer, model card README.md"
+    )
+
+
+def standard_model(saved: SavedTagger):
+    """The encoder's own ...ForTokenClassification holding the encoder and the target head."""
+    labels = saved.meta["labels"]
+    encoder = saved.model.encoder
+    config = AutoConfig.for_model(**encoder.config.to_dict())
+    config.id2label = dict(enumerate(labels))
+    config.label2id = {label: i for i, label in enumerate(labels)}
+    config.architectures = None
+    if config.model_type == "modernbert":
+        config.classifier_activation = "linear"
+        config.classifier_bias = encoder.config.norm_bias
+    model = AutoModelForTokenClassification.from_config(config)
+    missing, unexpected = model.base_model.load_state_dict(encoder.state_dict(), strict=False)
+    if missing:
+        raise UserError(
+            f"cannot export: the encoder lacks weights the standard class needs "
+            f"({', '.join(missing[:3])})"
+        )
+    extra = {n for n, _ in model.named_children()} - {
+        model.base_model_prefix,
+        "classifier",
+        "dropout",
+        "drop",
+        "head",
+    }
+    if extra or not isinstance(getattr(model, "classifier", None), torch.nn.Linear):
+        raise UserError(
+            f"cannot export to {type(model).__name__}: unknown layout (modules {sorted(extra)})"
+        )
+    if hasattr(model, "head"):
+        _pass_through(model.head, encoder)
+    proj = saved.model.heads[head_key(saved.view)].proj
+    model.classifier.load_state_dict(proj.state_dict())
+    return model.eval()
+
+
+@torch.no_grad()
+def _pass_through(head, encoder) -> None:
+    """ModernBERT's prediction head made (nearly) the identity on the encoder's output."""
+    norm = encoder.final_norm
+    gain = norm.weight.detach()
+    head.dense.weight.copy_(torch.diag(1 / gain))
+    head.norm.weight.copy_(gain)
+    if norm.bias is not None:  # y = g * x + b: dense must also remove b / g
+        head.dense.bias.copy_(-norm.bias / gain)
+        head.norm.bias.copy_(norm.bias)
+
+
+def _family(saved: SavedTagger) -> str:
+    return type(saved.model.encoder).__name__.removesuffix("Model")

@@ -1,0 +1,98 @@
+"""A trained tagger on disk, in the project's own format, and back.
+
+`train.py --save-model DIR` writes the encoder and tokenizer as transformers saves them
+(`AutoModel.from_pretrained(DIR)` loads the encoder alone), the target's head
+(`nerlab_head.safetensors`, any kind: linear, mlp, crf) and `nerlab.json` (the effective config,
+the target's labels, the seed and its dev F1). `nerlab.json` is written last: a directory
+without it is an unfinished save. An exported directory (nerlab.export) carries the same two
+files, so predict.py reads both.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+from transformers import AutoModel, AutoTokenizer
+
+from nerlab.config import ExperimentConfig, head_key
+from nerlab.corpora import View
+from nerlab.errors import UserError
+from nerlab.training import Tagger
+
+FORMAT = "nerlab-tagger/1"
+META = "nerlab.json"
+HEAD = "nerlab_head.safetensors"
+
+
+@dataclass
+class SavedTagger:
+    model: Tagger  # the encoder and the target's head only
+    tokenizer: object
+    cfg: ExperimentConfig
+    view: View  # the target
+    meta: dict
+
+
+def save_tagger(
+    path: Path, model: Tagger, tokenizer, cfg_text: str, view: View, extra: dict
+) -> None:
+    """Encoder, tokenizer, target head and metadata into `path` (created if needed)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    encoder = getattr(model.encoder, "_orig_mod", model.encoder)  # torch.compile'd or not
+    encoder.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    head = model.heads[head_key(view)]
+    state = {k: v.detach().contiguous().cpu() for k, v in head.state_dict().items()}
+    save_file(state, path / HEAD)
+    meta = {
+        "format": FORMAT,
+        "target": view.spec,
+        "corpus": view.corpus,
+        "types": list(view.types),
+        "labels": head.labels,
+        "head": head.kind,
+        "config": cfg_text,
+        "tokenizer": tokenizer.name_or_path,  # the tokenised-corpus cache is keyed by it
+        **extra,
+    }
+    (path / META).write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def is_saved(path: Path) -> bool:
+    return (Path(path) / META).is_file()
+
+
+def read_meta(path: Path) -> dict:
+    path = Path(path)
+    if not path.is_dir():
+        raise UserError(f"{path}: no such model directory")
+    if not is_saved(path):
+        raise UserError(
+            f"{path}: not a model saved by this project (no {META}); save one with "
+            "`train.py --save-model DIR` or `final.py --export DIR`"
+        )
+    meta = json.loads((path / META).read_text())
+    if meta.get("format") != FORMAT:
+        raise UserError(f"{path}/{META}: format {meta.get('format')!r}, expected {FORMAT}")
+    return meta
+
+
+def load_tagger(path: Path, device: torch.device) -> SavedTagger:
+    """The saved encoder and target head, in eval mode on `device`."""
+    path = Path(path)
+    meta = read_meta(path)
+    # no data check (parse_config's): predicting needs no prepared corpora
+    cfg = ExperimentConfig.model_validate(yaml.safe_load(meta["config"]))
+    view = View(meta["target"], meta["corpus"], tuple(meta["types"]))
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer.name_or_path = meta.get("tokenizer", tokenizer.name_or_path)  # reuse the cache
+    encoder = AutoModel.from_pretrained(path)  # the base model of an exported checkpoint too
+    model = Tagger(encoder, [view], meta["head"], cfg.head.dropout)
+    model.heads[head_key(view)].load_state_dict(load_file(path / HEAD))
+    return SavedTagger(model.to(device).eval(), tokenizer, cfg, view, meta)

@@ -1,0 +1,150 @@
+"""The tag's report page and tag-numbered experiments: rows in completion order map to the
+loop's numbers through the tag's refs; report.html is one self-contained file."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+
+import git
+import pytest
+import yaml
+
+import analyze
+from nerlab.analysis import tag_experiments
+from nerlab.errors import UserError
+from nerlab.gitops import RunBranch
+from nerlab.results import append_row
+from tests.test_final import BASE
+
+
+@pytest.fixture
+def repo(tmp_path, monkeypatch):
+    path = tmp_path / "proj"
+    (path / "configs").mkdir(parents=True)
+    (path / "configs" / "current.yaml").write_text(yaml.safe_dump(BASE))
+    r = git.Repo.init(path, initial_branch="main")
+    with r.config_writer() as c:
+        c.set_value("user", "name", "test").set_value("user", "email", "test@example.com")
+    r.git.add(A=True)
+    r.index.commit("project")
+    monkeypatch.chdir(path)
+    return path
+
+
+# n, lr, status, dev F1, std, crash reason; rows are appended in the order of `FINISHED`
+NIGHT = [
+    (1, 0.005, "keep", 0.70, 0.0, ""),
+    (2, 0.01, "keep", 0.78, 0.012, ""),
+    (3, 0.02, "discard", 0.60, 0.0, ""),
+    (4, 5.0, "crash", 0.0, 0.0, "loss is nan at step 3"),
+    (5, 0.008, "keep", 0.80, 0.01, ""),
+]
+FINISHED = [1, 3, 2, 5, 4]  # parallel workers: completion order is not experiment order
+
+
+def record_night(repo) -> dict[int, str]:
+    """The experiments as the loop leaves them: commits with refs, rows, kept ones landed."""
+    git_ = RunBranch(repo, "night")
+    git_.checkout()
+    path = repo / "configs" / "current.yaml"
+    commits, texts = {}, {}
+    for n, lr, *_ in NIGHT:
+        texts[n] = yaml.safe_dump({**BASE, "optim": {**BASE["optim"], "lr": lr}})
+        description = "baseline" if n == 1 else f"lr {lr}"
+        commits[n] = git_.experiment_commit(n, path, texts[n], description, git_.tip().hexsha)
+    by_n = {row[0]: row for row in NIGHT}
+    for n in FINISHED:
+        _, lr, status, f1, std, reason = by_n[n]
+        description = ("baseline" if n == 1 else f"lr {lr}") + (
+            f" [crash: {reason}]" if reason else ""
+        )
+        append_row(
+            repo / "results.tsv",
+            {
+                "commit": commits[n],
+                "target": "ncbi_disease",
+                "dev_f1": f"{f1:.6f}",
+                "dev_f1_std": f"{std:.6f}",
+                "repeats": 3 if std else 1,
+                "status": status,
+                "description": description,
+            },
+        )
+        if status == "keep":
+            git_.land(n, commits[n], path, texts[n], description)
+    git_.repo.git.checkout("main")
+    run_dir = repo / "runs" / "night"
+    run_dir.mkdir(parents=True)
+    (run_dir / "5.log").write_text("...\n---\ndev_f1: 0.80\nstatus: ok\nf1_Disease: 0.80\n")
+    return commits
+
+
+def test_rows_in_completion_order_take_the_loops_numbers(repo):
+    commits = record_night(repo)
+    df = tag_experiments(repo / "results.tsv", repo, "night")
+    assert df["n"].tolist() == [1, 2, 3, 4, 5]
+    assert df["commit"].tolist() == [commits[n] for n in range(1, 6)]
+    with pytest.raises(UserError, match="tag 'other' has no experiments"):
+        tag_experiments(repo / "results.tsv", repo, "other")
+
+
+def test_report_is_one_self_contained_page(repo):
+    commits = record_night(repo)
+    final = {
+        "tag": "night",
+        "target": "ncbi_disease",
+        "note": "The test split is used here",
+        "seeds": [0, 1, 2],
+        "hardware": "CPU",
+        "best_is_baseline": False,
+        "baseline": {
+            "n": 1,
+            "commit": commits[1],
+            "finished": 3,
+            "crashed": 0,
+            "dev": {"f1": 0.7, "f1_std": 0.01},
+            "test": {
+                "f1": 0.68,
+                "f1_std": 0.01,
+                "precision": 0.7,
+                "recall": 0.66,
+                "per_type": {"Disease": 0.68},
+            },
+        },
+        "best": {
+            "n": 5,
+            "commit": commits[5],
+            "finished": 3,
+            "crashed": 0,
+            "dev": {"f1": 0.8, "f1_std": 0.01},
+            "test": {
+                "f1": 0.79,
+                "f1_std": 0.01,
+                "precision": 0.8,
+                "recall": 0.78,
+                "per_type": {"Disease": 0.79},
+            },
+        },
+        "difference": {"mean": 0.11, "half_width": 0.02, "significant": True},
+    }
+    (repo / "runs" / "night" / "final.json").write_text(json.dumps(final))
+    assert analyze.main(["report", "--tag", "night"]) == 0
+    page = (repo / "runs" / "night" / "report.html").read_text()
+    assert not re.search(r"""(src|href)=["']?(https?:|//|file:)""", page)
+    assert "<script" not in page
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(images) == 1 and base64.b64decode(images[0]).startswith(b"\x89PNG")
+    assert "0.7000 → 0.8000" in page and "79.00 ± 1.00" in page and "+11.00 [95% CI" in page
+    assert "loss is nan at step 3" in page
+    # the improvements: #2 against the baseline's config, then #5 against #2's
+    assert page.index(f"<b>#2</b> <code>{commits[2]}</code>") < page.index("<b>#5</b>")
+    assert "<span class=del>-  lr: 0.01</span>\n<span class=add>+  lr: 0.008</span>" in page
+    assert "<td>Disease</td><td class=num>80.00</td><td class=num>79.00</td>" in page
+
+
+def test_report_with_a_wrong_config_path_says_which(repo):
+    record_night(repo)
+    with pytest.raises(UserError, match="smoke.yaml is not in experiment commit"):
+        analyze.main(["report", "--tag", "night", "--config", "configs/smoke.yaml"])

@@ -1,0 +1,91 @@
+"""predict.py and nerlab.tagging: text -> JSONL spans, CoNLL -> CoNLL, windowing, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import predict
+from nerlab.errors import UserError
+from nerlab.tagging import entities, read_text, text_units
+from tests.conftest import run_script
+
+
+def test_entities_from_iob2():
+    tags = ["O", "B-Disease", "I-Disease", "O", "I-Gene", "I-Gene", "B-Gene", "B-Gene"]
+    assert entities(tags) == [(1, 3, "Disease"), (4, 6, "Gene"), (6, 7, "Gene"), (7, 8, "Gene")]
+
+
+def test_text_words_keep_character_offsets():
+    line = "BRCA1-associated breast cancer (BC) is common. Mutations vary!"
+    (unit,) = text_units(line, split_sentences=False)
+    assert unit.words[:4] == ["BRCA1", "-", "associated", "breast"]
+    assert all(line[a:b] == w for w, (a, b) in zip(unit.words, unit.spans))
+    two = text_units(line, split_sentences=True)
+    assert [u.words[0] for u in two] == ["BRCA1", "Mutations"]
+    assert two[1].spans[0][0] == line.index("Mutations")  # offsets stay within the line
+
+
+def test_predict_text_and_conll(trained_model, synthetic_home, tmp_path):
+    model_dir, pred_file = trained_model
+    long = " ".join(["myocardial infarction and"] * 60)  # 180 words: several windows of 64
+    text = tmp_path / "in.txt"
+    text.write_text(f"Patients with myocardial infarction were treated .\n\n{long}\n")
+    out = tmp_path / "out.jsonl"
+    r = run_script(
+        "predict.py", "--model", str(model_dir), str(text), "--out", str(out), home=synthetic_home
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    records = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [x["line"] for x in records] == [1, 3]
+    for x in records:
+        for e in x["entities"]:
+            assert x["text"][e["start"] : e["end"]] == e["text"] and e["type"] == "Disease"
+    assert len(records[1]["entities"]) >= 30  # the windows past the first are tagged too
+
+    conll = tmp_path / "dev.conll"  # train.py's predictions file as input: token gold pred
+    conll.write_text(pred_file.read_text())
+    r = run_script(
+        "predict.py",
+        "--model",
+        str(model_dir),
+        str(conll),
+        "--out",
+        str(tmp_path / "out.conll"),
+        home=synthetic_home,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines_in = conll.read_text().splitlines()
+    lines_out = (tmp_path / "out.conll").read_text().splitlines()
+    assert len(lines_out) == len(lines_in)
+    for a, b in zip(lines_in, lines_out):
+        if a:  # the model, reloaded, predicts what train.py predicted (its 3rd column)
+            assert b.startswith(a + "\t") and b.split("\t")[-1] == a.split()[2]
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "empty file"),
+        (b"\n  \n", "empty file"),
+        (b"PK\x03\x04\x00\x00", "binary file"),
+        (b"caf\xe9 au lait", "not UTF-8 text"),
+    ],
+)
+def test_bad_input_is_a_one_line_error(tmp_path, content, message):
+    path = tmp_path / "in.txt"
+    path.write_bytes(content)
+    with pytest.raises(UserError, match=message):
+        read_text(path)
+    with pytest.raises(UserError, match=message):  # before any model is looked for
+        predict.main([str(path), "--model", str(tmp_path / "none")])
+
+
+def test_missing_model_is_a_one_line_error(tmp_path):
+    path = tmp_path / "in.txt"
+    path.write_text("Some text .\n")
+    r = run_script("predict.py", str(path), "--model", str(tmp_path / "none"), home=tmp_path)
+    assert (
+        r.returncode == 1 and r.stderr == f"error: {tmp_path / 'none'}: no such model directory\n"
+    )
