@@ -107,6 +107,7 @@ def summarize(df: pd.DataFrame, path: Path) -> dict:
         "best": None,
         "improvements": [],
         "crashes": [],
+        "cost": night_cost(df),
     }
     if best.notna().any():
         row = df.loc[df["dev_f1"].where(df["status"].isin(KEPT)).idxmax()]
@@ -124,6 +125,20 @@ def summarize(df: pd.DataFrame, path: Path) -> dict:
     for _, row in df[df["status"] == "crash"].iterrows():
         out["crashes"].append({**_brief(row), "reason": crash_reason(row["description"])})
     return out
+
+
+def night_cost(df: pd.DataFrame) -> dict | None:
+    """What the night cost, from the row times (each written when its experiment ended): the
+    experiments per hour after the first, and the share of that wall time spent in training
+    steps (seeds included); the rest is start-up, evaluation, proposals and git. With parallel
+    workers the share exceeds 100%."""
+    ends = pd.to_datetime(df["timestamp"], errors="coerce")
+    hours = (ends.max() - ends.min()).total_seconds() / 3600 if ends.notna().sum() > 1 else 0
+    if not hours:
+        return None
+    later = df.iloc[1:]
+    train_h = float((later["train_s"].fillna(0) * later["repeats"].clip(lower=1)).sum()) / 3600
+    return {"hours": hours, "per_hour": len(later) / hours, "train_share": train_h / hours}
 
 
 def _brief(row: pd.Series) -> dict:
@@ -155,6 +170,11 @@ def summary_markdown(s: dict) -> str:
         lines.append(f"  {b['description'] or '(no description)'}")
     else:
         lines.append("Best dev F1: none yet (no kept or ok row)")
+    if s["cost"]:
+        cost = s["cost"]
+        lines += ["", f"Cost: {cost['per_hour']:.1f} experiments/hour over {cost['hours']:.2f} h; "
+                  f"training steps took {cost['train_share']:.0%} of the wall time (the rest: "
+                  "start-up, evaluation, proposals, git)"]  # fmt: skip
     if s["improvements"]:
         lines += [
             "",

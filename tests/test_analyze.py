@@ -10,6 +10,7 @@ import random
 from collections import Counter
 
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib.image import imread
 from scipy import stats as sps
@@ -260,3 +261,14 @@ def test_matrix_errors(tmp_path):
     append_matrix_row(path, {"target": "A", "source": BASELINE, "seed": 0, "status": "crash"})
     r = run_script("analyze.py", "matrix", "--results", str(path), home=tmp_path)
     assert r.returncode == 1 and "every run crashed" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_cost_of_a_night():
+    df = pd.DataFrame({
+        "timestamp": ["2026-01-01T00:00:00", "2026-01-01T00:30:00", "2026-01-01T02:00:00"],
+        "train_s": [300.0, 300.0, 400.0], "repeats": [1, 3, 1],
+    })  # fmt: skip
+    cost = analysis.night_cost(df)
+    assert cost["hours"] == 2.0 and cost["per_hour"] == 1.0  # 2 experiments after the first
+    assert cost["train_share"] == pytest.approx((3 * 300 + 400) / 7200)
+    assert analysis.night_cost(df.iloc[:1]) is None
