@@ -160,7 +160,7 @@ def summary_markdown(s: dict) -> str:
     judged = c["keep"] + c["discard"] + c["crash"] - s["baselines"]
     rate = "n/a" if s["keep_rate"] is None else f"{s['keep_rate']:.0%}"
     kept = c["keep"] - s["baselines"]
-    lines += ["", f"Keep rate: {rate} ({kept} kept of {judged} judged by the loop, "
+    lines += ["", f"Keep rate: {rate} ({kept} kept of {judged} judged, "
               "baselines aside)", ""]  # fmt: skip
     if s["best"]:
         b = s["best"]

@@ -111,7 +111,7 @@ def test_summary_markdown(tmp_path):
     assert f"| keep | {n_keep} |" in text and "## Top improvements" in text
     assert f"| {REASONS[0]} |" in text and "Keep rate:" in text
     kept, judged = n_keep - 1, sum(r["status"] != "ok" for r in rows) - 1
-    assert f"({kept} kept of {judged} judged by the loop, baselines aside)" in text
+    assert f"({kept} kept of {judged} judged, baselines aside)" in text
 
 
 def test_summary_markdown_escapes_pipes_in_descriptions(tmp_path):
