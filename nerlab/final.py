@@ -357,6 +357,11 @@ def fmt_diff(d: dict | None) -> str:
     return f"{100 * d['mean']:+.2f} [95% CI {lo:+.2f}, {hi:+.2f}] ({sig})"
 
 
+def cell(text: str) -> str:
+    """Text for a markdown table cell: a `|` in it would end the cell."""
+    return text.replace("|", "\\|")
+
+
 def markdown(r: dict) -> str:
     roles = [k for k in ("baseline", "best") if k in r]
     lines = [
@@ -377,7 +382,7 @@ def markdown(r: dict) -> str:
         lines.append(
             f"| {role} | {a['n']} | {a['commit']} | {a['finished']}/{a['finished'] + a['crashed']}"
             f" | {fmt_points(a, 'dev')} | {fmt_points(a, 'test')} | {p} | {rec} | "
-            f"{a['description']} |"
+            f"{cell(a['description'])} |"
         )
     lines.append("")
     if r["best_is_baseline"]:

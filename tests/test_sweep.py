@@ -187,7 +187,7 @@ def test_ray_workers_resume_only_missing_and_crashed_cells(synthetic_home, tmp_p
                    "--workers", "2", home=synthetic_home)  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
     assert "4 done" in r.stdout and "4 to run" in r.stdout
-    assert "ray: 2 workers, one CPU per run" in r.stdout
+    assert "ray: 2 workers, 1 CPU per run" in r.stdout
     new = results_file.read_matrix(results).iloc[5:]
     assert len(new) == 4 and set(new["status"]) == {"ok"} and set(new["seed"]) == {1}
     assert cells_of(new) == {Cell(t, s, 1) for t in TARGETS for s in (BASELINE, SOURCE)}
