@@ -216,6 +216,7 @@ class FinalEvaluation:
             "target": _target(self.arms[0]),
             "note": TEST_NOTE,
             "seeds": list(range(self.opts.seeds)),
+            "config_path": str(self.opts.config),  # the file the loop edits, in each commit
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "hardware": hardware(),
             "best_is_baseline": len(self.arms) == 1,
