@@ -85,7 +85,7 @@ def body(
     types = ", ".join(meta["types"])
     encoder = (
         f"a randomly initialised small ModernBERT ({_shape()}) with a WordPiece tokenizer "
-        "trained on the prepared corpora: a test model, not a pretrained encoder"
+        "trained on the prepared corpora (a test model, not a pretrained encoder)"
         if cfg.model == TINY
         else f"`{cfg.model}`"
     )
@@ -93,7 +93,7 @@ def body(
         f"# ner-autoresearch `{report['tag']}`: {meta['target']} ({types})",
         "",
         f"A token classifier for **{types}** mentions (IOB2 tags: {', '.join(meta['labels'])}), "
-        f"fine-tuned from {encoder} by an autonomous experiment loop (ner-autoresearch): "
+        f"fine-tuned from {encoder}, by an autonomous experiment loop (ner-autoresearch): "
         f"each experiment changed one training config, was trained under a fixed budget, and was "
         f"kept only if its dev F1 beat the best so far beyond seed noise.",
         "",
@@ -126,7 +126,7 @@ def body(
     lines += _training(cfg, report, best)
     lines += _data(cfg, meta, manifest)
     lines += _usage(meta, export_dir)
-    lines += _reproduce(report, best, cfg)
+    lines += _reproduce(report, best, cfg, meta)
     lines += _limitations(cfg, meta)
     return "\n".join(lines) + "\n"
 
@@ -203,21 +203,25 @@ def _usage(meta: dict, export_dir: str) -> list[str]:
     ]
 
 
-def _reproduce(report: dict, best: dict, cfg: ExperimentConfig) -> list[str]:
+def _reproduce(report: dict, best: dict, cfg: ExperimentConfig, meta: dict) -> list[str]:
     data = (
         "python prepare_data.py --synthetic"
         if cfg.data == "synthetic"
         else ("python prepare_data.py --source DIR   # or from the hub: python prepare_data.py")
     )
     k = len(report["seeds"])
+    config = report.get("config_path", "configs/current.yaml")
+    option = "" if config == "configs/current.yaml" else f" --config {config}"
     return [
         "## Reproduce",
         "",
         "```bash",
-        f"git checkout {best['commit']}        # the experiment's commit (configs/current.yaml)",
+        f"git checkout {best['commit']}   # the experiment's commit; its config is {config}",
         data,
-        "python train.py --set seed=0 --set repeats=1 --save-model model/   # one seed",
-        f"python final.py --tag {report['tag']} --seeds {k} --export DIR   # this evaluation",
+        f"python train.py --config {config} --set seed={meta['seed']} --set repeats=1 "
+        "--save-model model/   # these weights",
+        f"python final.py --tag {report['tag']}{option} --seeds {k} --export DIR   # this "
+        "evaluation",
         "```",
         "",
     ]

@@ -216,6 +216,7 @@ class FinalEvaluation:
             "target": _target(self.arms[0]),
             "note": TEST_NOTE,
             "seeds": list(range(self.opts.seeds)),
+            "config_path": str(self.opts.config),  # the file the loop edits, in each commit
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "hardware": hardware(),
             "best_is_baseline": len(self.arms) == 1,
@@ -357,6 +358,11 @@ def fmt_diff(d: dict | None) -> str:
     return f"{100 * d['mean']:+.2f} [95% CI {lo:+.2f}, {hi:+.2f}] ({sig})"
 
 
+def cell(text: str) -> str:
+    """Text for a markdown table cell: a `|` in it would end the cell."""
+    return text.replace("|", "\\|")
+
+
 def markdown(r: dict) -> str:
     roles = [k for k in ("baseline", "best") if k in r]
     lines = [
@@ -377,7 +383,7 @@ def markdown(r: dict) -> str:
         lines.append(
             f"| {role} | {a['n']} | {a['commit']} | {a['finished']}/{a['finished'] + a['crashed']}"
             f" | {fmt_points(a, 'dev')} | {fmt_points(a, 'test')} | {p} | {rec} | "
-            f"{a['description']} |"
+            f"{cell(a['description'])} |"
         )
     lines.append("")
     if r["best_is_baseline"]:

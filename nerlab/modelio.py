@@ -18,6 +18,7 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 from transformers import AutoModel, AutoTokenizer
+from transformers.utils import logging as hf_logging
 
 from nerlab.config import ExperimentConfig, head_key
 from nerlab.corpora import View
@@ -92,7 +93,18 @@ def load_tagger(path: Path, device: torch.device) -> SavedTagger:
     view = View(meta["target"], meta["corpus"], tuple(meta["types"]))
     tokenizer = AutoTokenizer.from_pretrained(path)
     tokenizer.name_or_path = meta.get("tokenizer", tokenizer.name_or_path)  # reuse the cache
-    encoder = AutoModel.from_pretrained(path)  # the base model of an exported checkpoint too
+    encoder = _quiet_base_model(path)
     model = Tagger(encoder, [view], meta["head"], cfg.head.dropout)
     model.heads[head_key(view)].load_state_dict(load_file(path / HEAD))
     return SavedTagger(model.to(device).eval(), tokenizer, cfg, view, meta)
+
+
+def _quiet_base_model(path: Path):
+    """The encoder, from a --save-model directory or the base model of an exported checkpoint
+    (whose classifier weights transformers would list as unexpected: they are expected here)."""
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        return AutoModel.from_pretrained(path)
+    finally:
+        hf_logging.set_verbosity(level)
