@@ -204,7 +204,9 @@ def test_optuna_loop_end_to_end_with_the_real_trainer(tmp_path, synthetic_home):
     rows = read_results(repo / "results.tsv")
     assert len(rows) == 4 and rows["description"].iloc[0].startswith("baseline [keep: first")
     assert set(rows["status"]) <= {"keep", "discard", "crash"}
-    assert (rows["dev_f1"][rows["status"] != "crash"] > 0).all()
+    # the baseline learned; a proposal may be hopeless in 40 steps (F1 0) without crashing
+    assert rows["dev_f1"].iloc[0] > 0
+    assert rows["dev_f1"][rows["status"] != "crash"].between(0, 1).all()
     assert sorted(p.name for p in (repo / "runs" / "t").glob("*.log")) == [
         "1.log", "2.log", "3.log", "4.log"
     ]  # fmt: skip
