@@ -185,7 +185,7 @@ def _confirmation(cfg: ExperimentConfig, measured: int, log: Path, config: Path)
     sets = f"--set seed={cfg.seed + measured} --set repeats={extra}"
     confirm_log = log.with_name(f"{log.stem}.confirm{log.suffix}")
     return [
-        f"timeout {run_timeout(cfg, extra)} {train_command(config)} {sets} > {confirm_log} 2>&1",
+        f"timeout {run_timeout(cfg, extra)} {_train_command(config)} {sets} > {confirm_log} 2>&1",
         f"{python()} record.py {confirm_log} --confirms {log}{_config_flag(config)}",
     ]
 
@@ -205,7 +205,7 @@ def _after_crash(best: Best | None) -> list[str]:
     return [f"git reset --hard {best.commit}"]
 
 
-def train_command(config: Path) -> str:
+def _train_command(config: Path) -> str:
     return f"{python()} train.py{_config_flag(config)}"
 
 
