@@ -106,7 +106,7 @@ def test_data_deleted_after_preparing_is_the_reason(ner_home):
 def _run_in_process(monkeypatch, home, raw: dict, **args):
     monkeypatch.setenv("NER_AR_HOME", str(home))
     cfg = parse_config({"model": "tiny", "data": "synthetic", "max_length": 48, **raw})
-    ns = argparse.Namespace(eval_split="dev", predictions=None, **args)
+    ns = argparse.Namespace(eval_split="dev", predictions=None, save_model=None, **args)
     return train.run(cfg, ns, torch.device("cpu"))
 
 
