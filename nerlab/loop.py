@@ -137,7 +137,8 @@ class ResearchLoop:
         """Give every experiment without a row its row; land a keep that was not landed."""
         statuses = self.ledger.statuses()
         experiments = self.git.experiments()
-        kept = [c for n, c in sorted(experiments.items()) if statuses.get(c) == "keep"]
+        rows = self.ledger.tag_rows()
+        kept = rows.loc[rows["status"] == "keep", "commit"].tolist()  # in decision order
         if kept and kept[-1] not in self.git.on_branch():
             n = next(n for n, c in experiments.items() if c == kept[-1])
             self.say(f"recovering: [{n}] {kept[-1]} was kept but not on the branch: landing it")
