@@ -16,8 +16,9 @@ import os
 import signal
 from pathlib import Path
 
-from nerlab.config import load_config
+from nerlab.config import load_config, parse_config_text
 from nerlab.errors import UserError, run_cli
+from nerlab.gitops import RunBranch
 from nerlab.loop import LoopOptions, ResearchLoop
 from nerlab.stats import NOISE_MARGIN
 
@@ -26,13 +27,11 @@ def make_proposer(agent: str, args, root: Path):
     if agent == "optuna":
         from nerlab.agents.optuna_search import OptunaProposer
 
-        # The search space is relative to the config the run started from (saved on the first
-        # start), so a resumed study keeps meaning the same thing.
-        first = root / "runs" / args.tag / "optuna_base.yaml"
-        if not first.exists():
-            first.parent.mkdir(parents=True, exist_ok=True)
-            first.write_text((root / args.config).read_text())
-        base = load_config(first)
+        # The search space is relative to the config the run started from (its first
+        # experiment's, from git; the user's file before that), so a resumed study keeps meaning
+        # the same thing, and a config fixed before any experiment is read as fixed.
+        first = RunBranch(root, args.tag).first_config(root / args.config)
+        base = parse_config_text(first) if first else load_config(root / args.config)
         sources = [n for n, e in sorted(base.store().manifest().items()) if "train" in e["splits"]]
         sources += [a for a in ("bc5cdr_chem", "bc5cdr_disease") if "bc5cdr" in sources]
         storage = root / "runs" / args.tag / "optuna.db"

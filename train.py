@@ -259,7 +259,7 @@ def main() -> int:
         summary.update(run(cfg, args, device))
         summary["status"] = "ok"
     except (UserError, TrainingCrash) as e:
-        summary.update(status="crash", reason=str(e))
+        summary.update(status="crash", reason=str(e), cause=getattr(e, "cause", ""))
     except torch.OutOfMemoryError as e:
         summary.update(status="crash", reason=f"out of memory: {str(e).splitlines()[0]}")
     except Exception as e:  # hub, tokenizer, compiler, CUDA...: still a summary and a row

@@ -9,6 +9,14 @@ from collections.abc import Callable
 class UserError(Exception):
     """Bad input (data, config, arguments): the message says what and where, no traceback."""
 
+    cause = ""  # a stable name for a fault whose message varies (the summary's `cause:`)
+
+
+class DataMissing(UserError):
+    """Prepared corpora are gone (e.g. a data root deleted mid-night): no config can run."""
+
+    cause = "data-missing"
+
 
 def run_cli(main: Callable[[], int]) -> None:
     """Run a script's main: a UserError becomes `error: ...` on stderr and exit code 1."""

@@ -4,9 +4,15 @@ Every experiment (the baseline too) is a commit `autoresearch: [<n>] <descriptio
 config on top of the best commit of the moment, made without touching the working tree or the
 index, and held by the ref `refs/autoresearch/<tag>/<n>` so it is never garbage-collected and a
 restarted loop finds every experiment it started. Only kept experiments join the branch: the
-branch tip is always the best experiment, and the working tree always holds its config. A kept
-experiment whose parent is no longer the tip lands as a new commit on the tip with the same
-config, naming the commit that ran in a `Ran-as:` trailer.
+branch tip is always the best experiment. A kept experiment whose parent is no longer the tip
+lands as a new commit on the tip with the same config, naming the commit that ran in a
+`Ran-as:` trailer.
+
+The loop writes only its own refs and the files it wrote: it moves `refs/heads/autoresearch/<tag>`
+by ref (guarded by the value it expects), never whatever HEAD points at, and brings the working
+tree along only when HEAD is that branch and the config file is exactly what the loop left there
+(a two-way `read-tree -m -u`, which keeps every other change). A user who switched branches or
+edited the config mid-night keeps their tree, and is told once where the best is.
 """
 
 from __future__ import annotations
@@ -51,6 +57,36 @@ class RunBranch:
         self.refs = f"refs/autoresearch/{tag}"
         self._lock: FileLock | None = None
         self._experiments: dict[int, str] | None = None  # read once; only we add to it
+        self._told: set[str] = set()  # notes about a working tree left alone, said once each
+        self._refuse_damaged_objects()
+
+    def _refuse_damaged_objects(self) -> None:
+        """A power loss can leave a loose object file empty; every git call touching it then
+        fails, so say which file once, before anything, instead of a traceback on each start."""
+        objects = Path(self.repo.common_dir) / "objects"
+        empty = [
+            f
+            for d in objects.glob("[0-9a-f][0-9a-f]")
+            for f in d.iterdir()
+            if f.stat().st_size == 0
+        ]
+        if empty:
+            rel = os.path.relpath(empty[0], self.root)
+            raise UserError(
+                f"git object file {rel} is empty ({len(empty)} such file(s), left by a crash or "
+                f"power loss): delete them (`find {os.path.relpath(objects, self.root)} -type f "
+                "-empty -delete`), then `git fsck --full` names what was lost"
+            )
+
+    def rel(self, path: Path) -> str:
+        """`path` relative to the repository root; a file outside it cannot be committed."""
+        try:
+            return Path(path).resolve().relative_to(self.root.resolve()).as_posix()
+        except ValueError:
+            raise UserError(
+                f"--config {path} is outside the repository {self.root}: each experiment is a "
+                "commit of it, so copy it into the repository (e.g. configs/) and commit it"
+            ) from None
 
     def dirty_files(self) -> list[str]:
         """Tracked files with staged or unstaged changes (untracked files do not count)."""
@@ -96,6 +132,16 @@ class RunBranch:
                 return path
         return None
 
+    def other_worktrees(self) -> list[Path]:
+        """The other working trees of this repository (`git worktree list --porcelain`)."""
+        here = self.root.resolve()
+        paths = [
+            Path(line.removeprefix("worktree "))
+            for line in self.repo.git.worktree("list", "--porcelain").splitlines()
+            if line.startswith("worktree ")
+        ]
+        return [p for p in paths if p.resolve() != here]
+
     def head(self) -> str:
         return self.repo.head.commit.hexsha[:7]
 
@@ -107,6 +153,9 @@ class RunBranch:
 
     def reset_to(self, commit: str) -> None:
         self.repo.git.reset("--hard", commit)
+
+    def head_on_branch(self) -> bool:
+        return not self.repo.head.is_detached and self.repo.active_branch.name == self.branch
 
     # -- one loop per working tree -------------------------------------------------------
 
@@ -143,13 +192,14 @@ class RunBranch:
     # -- experiments as commits --------------------------------------------------------
 
     def tip(self) -> git.Commit:
-        return self.repo.head.commit
+        """The branch's commit (the best), wherever the user's HEAD is."""
+        return self.repo.commit(f"refs/heads/{self.branch}")
 
     def experiment_commit(self, n: int, path: Path, text: str, description: str,
                           parent: str, ran_as: str = "") -> str:  # fmt: skip
         """A commit of `text` as `path` on top of `parent` (no checkout, no index change),
         held by the experiment's ref; returns its short hash."""
-        rel = str(Path(path).resolve().relative_to(self.root))
+        rel = self.rel(path)
         subject = " ".join(description.split())[:200]
         message = f"{PREFIX}[{n}] {subject}" + (f"\n\nRan-as: {ran_as}" if ran_as else "")
         with tempfile.TemporaryDirectory(prefix="ner-git-") as tmp:
@@ -180,8 +230,12 @@ class RunBranch:
         return out
 
     def show(self, commit: str, path: Path) -> str:
-        rel = Path(path).resolve().relative_to(self.root).as_posix()
-        return self.repo.git.show(f"{commit}:{rel}")
+        return self.repo.git.show(f"{commit}:{self.rel(path)}")
+
+    def first_config(self, path: Path) -> str | None:
+        """The config of the tag's first experiment (what the run started from), if any."""
+        numbers = self.experiments()
+        return self.show(numbers[min(numbers)], path) if numbers else None
 
     def ran_as(self, commit: git.Commit) -> str:
         """The experiment commit a branch commit stands for (itself, or its Ran-as trailer)."""
@@ -196,14 +250,57 @@ class RunBranch:
             if c.message.startswith(PREFIX)
         }
 
-    def land(self, n: int, commit: str, path: Path, text: str, description: str) -> str:
+    def land(self, n: int, commit: str, path: Path, text: str, description: str) -> str | None:
         """Put a kept experiment on the branch: fast-forward when it was made on the tip, else
-        the same config as a new commit on the tip. Moves the working tree along."""
-        tip = self.tip()
+        the same config as a new commit on the tip. Returns a note, the first time only, when
+        the working tree was left alone (see the module docstring)."""
+        tip = self.tip().hexsha
         parent = self.repo.commit(commit).parents[0].hexsha
-        if parent == tip.hexsha:
+        if parent == tip:
             target = commit
         else:
-            target = self.experiment_commit(n, path, text, description, tip.hexsha, commit)
-        self.repo.git.reset("--hard", target)
-        return target
+            target = self.experiment_commit(n, path, text, description, tip, commit)
+        reason = self._not_ours(tip, path)
+        # old value as a guard: git refuses if anything else moved the branch meanwhile
+        self.repo.git.update_ref(f"refs/heads/{self.branch}", target, tip)
+        if reason is None:
+            self.repo.git.read_tree("-m", "-u", tip, target)
+            return None
+        return self._tell(reason)
+
+    def sync_tree(self, path: Path) -> None:
+        """Finish a landing cut short between the branch and the tree (Ctrl-C): the tree is
+        brought to the tip only when it holds exactly the previous best's config."""
+        tip = self.tip()
+        if not tip.message.startswith(PREFIX) or not tip.parents:
+            return  # no landing of ours to finish
+        if self._not_ours(tip.parents[0].hexsha, path) is None:
+            self.repo.git.read_tree("-m", "-u", tip.parents[0].hexsha, tip.hexsha)
+
+    def _not_ours(self, commit: str, path: Path) -> str | None:
+        """Why the working tree is not the loop's to move from `commit`, or None if it is:
+        HEAD is the branch and `path` holds `commit`'s version in the index and the tree."""
+        how = f"to see the best: git checkout {self.branch}"
+        if self.repo.head.is_detached:
+            return f"HEAD is detached: the loop goes on on {self.branch} alone ({how})"
+        if self.repo.active_branch.name != self.branch:
+            return (
+                f"you checked out {self.repo.active_branch.name}: the loop goes on on "
+                f"{self.branch} alone and leaves your working tree as it is ({how})"
+            )
+        rel = self.rel(path)
+        try:
+            self.repo.git.diff("--quiet", commit, "--", rel)  # the tree against the commit
+            self.repo.git.diff("--quiet", "--cached", commit, "--", rel)  # and the index
+        except git.GitCommandError:
+            return (
+                f"{rel} has changes the loop did not make: left as they are, while "
+                f"{self.branch} moves on to the best (git diff {self.branch} -- {rel})"
+            )
+        return None
+
+    def _tell(self, reason: str) -> str | None:
+        if reason in self._told:
+            return None
+        self._told.add(reason)
+        return f"note: {reason}"

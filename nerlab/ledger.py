@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from nerlab.errors import UserError
 from nerlab.gitops import NUMBER, PREFIX, RunBranch
 from nerlab.results import append_row, read_results
 from nerlab.runner import RunOutcome, results_row
@@ -68,3 +69,21 @@ class Ledger:
         row = results_row(outcome.summary, self.target, description, status,
                           note or outcome.reason, commit, f1s)  # fmt: skip
         append_row(self.path, row)
+
+
+def refuse_records_elsewhere(git: RunBranch, results: Path, runs_dir: Path) -> None:
+    """A tag's commits are shared by every working tree of the repository, its rows and logs
+    live in the tree it ran in. Resumed in a tree holding none of them, the loop would record
+    every finished run as interrupted and run a second baseline on the branch: refused."""
+    numbers = git.experiments()
+    if not numbers or any((runs_dir / f"{n}.log").exists() for n in numbers):
+        return
+    if len(Ledger(results, git, "").tag_rows()):
+        return
+    rel = runs_dir.relative_to(git.root)
+    where = [str(w) for w in git.other_worktrees() if (w / rel).is_dir()]
+    there = f"they are in {where[0]}: run the loop there" if where else "restore them"
+    raise UserError(
+        f"tag {git.tag} has {len(numbers)} experiment(s) but neither {results} nor {runs_dir} "
+        f"records them ({there}, or choose another --tag)"
+    )

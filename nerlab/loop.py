@@ -28,7 +28,7 @@ from nerlab.agents import Context, Proposal, ProposalError, Proposer, ProposerUn
 from nerlab.config import ExperimentConfig, dump_config, load_config, parse_config_text
 from nerlab.errors import UserError
 from nerlab.gitops import RunBranch
-from nerlab.ledger import Best, Ledger
+from nerlab.ledger import Best, Ledger, refuse_records_elsewhere
 from nerlab.pool import Pool, make_pool
 from nerlab.proposals import ProposalCheck, config_diff
 from nerlab.results import repair
@@ -77,6 +77,7 @@ class ResearchLoop:
         self.git = RunBranch(root, opts.tag)
         self.root = self.git.root
         self.config_path = self.root / opts.config
+        self.git.rel(self.config_path)  # outside the repository: refused before any change
         self.runs_dir = self.root / "runs" / opts.tag
         self.ledger: Ledger | None = None
         self.best: Best | None = None
@@ -99,6 +100,7 @@ class ResearchLoop:
             self.say("recovering: removed a stale .git/index.lock left by a killed loop")
         self._restore_cut_reset()
         self.git.ensure_clean()
+        refuse_records_elsewhere(self.git, self.root / self.opts.results, self.runs_dir)
         resumed = self.git.checkout()
         self.say(f"{'resuming' if resumed else 'created'} branch {self.git.branch}")
         self.runs_dir.mkdir(parents=True, exist_ok=True)
@@ -208,7 +210,7 @@ class ResearchLoop:
                 pool.close()  # rows of runs still in flight are written by the next start
             self.git.reopen()  # a Ctrl-C may have killed a git process under us
             if self.best:
-                self.git.reset_to(self.git.tip().hexsha)
+                self.git.sync_tree(self.config_path)  # never a reset: the tree may be the user's
             self.git.unlock()
 
     def _drive(self, pool: Pool) -> None:
@@ -301,7 +303,7 @@ class ResearchLoop:
             f"{r.commit}\t{r.dev_f1:.4f}\t{r.status}\t{r.description}"
             for r in rows.tail(60).itertuples()
         )
-        best_text = self.config_path.read_text()
+        best_text = self.git.show(self.git.tip().hexsha, self.config_path)  # HEAD may be elsewhere
         running = "\n".join(
             f"- [{e.n}] {e.description}\n" + _indent(config_diff(best_text, e.config_text))
             for e in self.in_flight.values()
@@ -352,7 +354,7 @@ class ResearchLoop:
         if not outcome.ok:
             self._record(exp, outcome)
             self.say(f"[{exp.n}] crash: {outcome.reason}")
-            self._count_crash(outcome.reason)
+            self._count_crash(outcome.reason, outcome.summary.get("cause", ""))
             return
         self.crash_reasons.clear()
         first = exp.first is None
@@ -384,7 +386,9 @@ class ResearchLoop:
             self.best = Best(exp.commit, statistics.fmean(exp.f1s), exp.description)
 
     def _land(self, exp: Experiment) -> None:
-        self.git.land(exp.n, exp.commit, self.config_path, exp.config_text, exp.description)
+        note = self.git.land(exp.n, exp.commit, self.config_path, exp.config_text, exp.description)
+        if note:
+            self.say(note)
 
     def _record(self, exp: Experiment, outcome: RunOutcome, status: str = "crash",
                 note: str = "", f1s: list[float] | None = None) -> None:  # fmt: skip
@@ -396,9 +400,10 @@ class ResearchLoop:
             if exp.baseline and "interrupted" not in outcome.reason:
                 raise UserError(f"the baseline crashed ({outcome.reason}); see {self._log(exp.n)}")
 
-    def _count_crash(self, reason: str) -> None:
-        """Stop when crashes repeat one reason: no config can avoid it (data gone, GPU lost)."""
-        self.crash_reasons.append(reason)
+    def _count_crash(self, reason: str, cause: str = "") -> None:
+        """Stop when crashes repeat one cause: no config can avoid it (data gone, GPU lost).
+        The cause is the summary's `cause:` where the reason's text varies with the config."""
+        self.crash_reasons.append(cause or reason)
         last = self.crash_reasons[-SAME_CRASH_LIMIT:]
         if len(last) == SAME_CRASH_LIMIT and len(set(last)) == 1:
             raise UserError(

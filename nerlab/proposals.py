@@ -17,13 +17,15 @@ from nerlab.errors import UserError
 
 MAX_CONFIG_CHARS = 8000  # a config is a few hundred characters; refuse anything absurd
 # What an experiment may not change: otherwise F1s stop being comparable (another target,
-# data root or budget) or the night goes to downloading another model.
-FIXED = ("target", "data", "model", "budget")
+# data root or budget), the night goes to downloading another model, or a win is another
+# seed's luck (the loop draws new seeds itself, counted from this one, to confirm close wins).
+FIXED = ("target", "data", "model", "budget", "seed")
 
 
 def config_key(cfg: ExperimentConfig) -> str:
-    """Identity of a config for duplicate checks: every field, comments and order aside."""
-    return json.dumps(cfg.model_dump(mode="json"), sort_keys=True)
+    """Identity of a config for duplicate checks: every field but `repeats`, comments and order
+    aside (more seeds of a measured config measure it again: that is no new idea)."""
+    return json.dumps(cfg.model_dump(mode="json", exclude={"repeats"}), sort_keys=True)
 
 
 class ProposalCheck:
@@ -54,8 +56,9 @@ class ProposalCheck:
         earlier = self.seen.get(config_key(cfg))
         if earlier:
             raise UserError(
-                f"this exact config is {earlier}; propose a different one (a new idea, or "
-                "the same idea with another share of the budget, LR or seed)"
+                f"this exact config is {earlier} (more `repeats` of it would only measure it "
+                "again); propose a different one (a new idea, or the same idea with another "
+                "share of the budget or LR)"
             )
         return cfg
 

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from nerlab.conll import Sentence
 from nerlab.corpora import CORPORA, View, resolve_view
-from nerlab.errors import UserError
+from nerlab.errors import DataMissing, UserError
 
 DATA_KINDS = ("prepared", "synthetic")
 
@@ -111,7 +111,9 @@ class Store:
             return
         names = ", ".join(repr(c) for c in missing)
         what = f"corpus {names} is" if len(missing) == 1 else f"corpora {names} are"
-        raise UserError(f"{what} not prepared in {self.root}; run: {self.prepare_command(missing)}")
+        raise DataMissing(
+            f"{what} not prepared in {self.root}; run: {self.prepare_command(missing)}"
+        )
 
     def prepare_command(self, corpora: list[str]) -> str:
         synthetic = " --synthetic" if self.root.name == "synthetic" else ""

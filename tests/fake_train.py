@@ -4,13 +4,16 @@ dev F1 = 10 * lr (capped at 0.99) + 0.001 * seed, so a test picks outcomes throu
 lr == 0.0123 hangs (for timeout tests); FAKE_TRAIN_SLEEP=S sleeps S seconds in runs of configs
 written by the loop (for kill tests); lr >= 1 crashes like a NaN loss; lr == 0.0321 kills its
 parent process (a Ray worker killed from outside); optim.weight_decay >= 0.05 sleeps
-100 * weight_decay seconds (to order completions in parallel tests).
+100 * weight_decay seconds (to order completions in parallel tests). A data root whose
+manifest is gone (deleted mid-night) crashes with train.py's own reason and cause, when
+FAKE_TRAIN_CHECK_DATA is set (nerlab is imported only then: it costs a second per run).
 """
 
 import argparse
 import os
 import signal
 import time
+from pathlib import Path
 
 import yaml
 
@@ -35,6 +38,18 @@ if cfg["optim"].get("weight_decay", 0) >= 0.05:
 if text.startswith("# agent_loop.py") and os.environ.get("FAKE_TRAIN_SLEEP"):
     time.sleep(float(os.environ["FAKE_TRAIN_SLEEP"]))
 status, reason = ("crash", "loss is nan at step 3") if lr >= 1 else ("ok", "")
+cause = ""
+home = Path(os.environ.get("NER_AR_HOME", "/nonexistent"))
+root = home / ("synthetic" if cfg.get("data") == "synthetic" else "data")
+if os.environ.get("FAKE_TRAIN_CHECK_DATA") and not (root / "manifest.json").exists():
+    from nerlab.config import parse_config_text
+    from nerlab.errors import UserError
+
+    try:
+        parsed = parse_config_text(text)
+        parsed.store().require(parsed.corpora())
+    except UserError as e:
+        status, reason, cause = "crash", str(e), e.cause
 f1s = [min(0.99, 10 * lr) + 0.001 * (cfg.get("seed", 0) + r) for r in range(cfg.get("repeats", 1))]
 for r, f1 in enumerate(f1s):
     print(f"seed {cfg.get('seed', 0) + r}: dev_f1 {f1:.6f} | steps 10")
@@ -48,6 +63,7 @@ print("eval_split:       dev")
 print(f"repeats:          {len(f1s)}\ntrain_seconds:    1.0\ntotal_seconds:    1.0\nsteps: 10")
 print("tokens_per_sec:   1.0\npeak_memory_gb:   0.1\ndevice:           cpu")
 print(f"status:           {status}")
+print(f"cause:            {cause}")
 if reason:
     print(f"reason:           {reason}")
 raise SystemExit(0 if status == "ok" else 1)

@@ -53,17 +53,21 @@ def repo(tmp_path, synthetic_home, monkeypatch) -> Path:
 
 
 class Scripted:
-    """A proposer that returns prepared configs (lr values) in order."""
+    """A proposer that returns prepared configs (lr values) in order; `actions[i]` runs first
+    in the i-th call (what a user does while the loop runs)."""
 
     name = "scripted"
 
-    def __init__(self, proposals: list):
+    def __init__(self, proposals: list, actions: dict | None = None):
         self.proposals = list(proposals)
+        self.actions = actions or {}
         self.observed: list = []
         self.errors: list = []
 
     def propose(self, ctx, error=None):
         self.errors.append(error)
+        if len(self.errors) - 1 in self.actions:
+            self.actions[len(self.errors) - 1]()
         item = self.proposals.pop(0)
         if isinstance(item, str):  # raw YAML
             return Proposal(item, "raw yaml")
@@ -74,9 +78,11 @@ class Scripted:
         self.observed.append((proposal.description, f1))
 
 
-def run_loop(repo: Path, proposals: list, **opts) -> tuple[ResearchLoop, Scripted]:
-    proposer = Scripted(proposals)
-    loop = ResearchLoop(repo, LoopOptions(tag="t", **opts), proposer, say=lambda *a: None)
+def run_loop(repo: Path, proposals: list, actions: dict | None = None, said: list | None = None,
+             **opts) -> tuple[ResearchLoop, Scripted]:  # fmt: skip
+    proposer = Scripted(proposals, actions)
+    say = said.append if said is not None else lambda *a: None
+    loop = ResearchLoop(repo, LoopOptions(tag="t", **opts), proposer, say=say)
     loop.run()
     return loop, proposer
 
@@ -234,6 +240,15 @@ def test_fixed_fields_go_back_to_the_proposer(repo):
     _, proposer = run_loop(repo, [moved, longer, 0.08], max_experiments=2)
     assert "data is fixed for this run at 'synthetic'" in proposer.errors[1]
     assert "budget is fixed for this run at {'steps': 40}" in proposer.errors[2]
+
+
+def test_a_proposal_changing_only_the_seed_goes_back(repo):
+    """Seed 24 scores higher with the fake trainer: another seed's luck, never a keep."""
+    reseeded = yaml.safe_dump({**BASE, "seed": 24})
+    _, proposer = run_loop(repo, [reseeded, 0.08], max_experiments=2)
+    assert proposer.errors[1].startswith("seed is fixed for this run at 0")
+    rows = read_results(repo / "results.tsv")
+    assert len(rows) == 2 and rows["description"].iloc[1].startswith("lr 0.08")
 
 
 def test_a_new_tag_runs_its_own_baseline(repo):
@@ -426,3 +441,129 @@ def wait_for(path: Path, proc: subprocess.Popen, limit: float = HANG_GUARD_S) ->
 def _trainers_of(repo: Path) -> list[str]:
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     return [line for line in ps.splitlines() if f"{repo}/train.py" in line]
+
+
+# -----------------------------------------------------------------------------
+# the user's checkout and files: the loop writes its own branch and the files it wrote, only
+
+
+def test_a_checkout_of_main_mid_loop_leaves_main_alone(repo):
+    r = git.Repo(repo)
+    project = r.heads.main.commit.hexsha
+    said: list[str] = []
+    run_loop(repo, [0.07, 0.08], {0: lambda: r.git.checkout("main")}, said, max_experiments=3)
+    assert r.heads.main.commit.hexsha == project and r.active_branch.name == "main"
+    assert branch_state(repo)[1] == ["lr 0.08", "lr 0.07", "baseline"]
+    assert not r.is_dirty()
+    notes = [s for s in said if "you checked out main" in s]
+    assert len(notes) == 1 and "git checkout autoresearch/t" in notes[0]
+    rows = read_results(repo / "results.tsv")
+    assert r.commit("autoresearch/t").hexsha[:7] == rows["commit"].iloc[-1]
+
+
+def test_an_edit_mid_loop_survives_keeps_and_ctrl_c(repo):
+    program = repo / "program.md"
+    edited = program.read_text() + "\nmy note, not committed yet\n"
+
+    def interrupt():
+        raise KeyboardInterrupt
+
+    run_loop(repo, [0.07, 0.08], {0: lambda: program.write_text(edited), 2: interrupt},
+             max_experiments=5)  # fmt: skip
+    assert program.read_text() == edited
+    r = git.Repo(repo)
+    assert r.active_branch.name == "autoresearch/t" and r.is_dirty()
+    assert [d.a_path for d in r.index.diff(None)] == ["program.md"]  # the config is the best's
+    assert branch_state(repo)[1] == ["lr 0.08", "lr 0.07", "baseline"]
+
+
+def test_a_config_edited_mid_loop_is_left_alone_and_said_once(repo):
+    config = repo / "configs" / "current.yaml"
+    mine = "# my next idea\n" + config.read_text()
+    said: list[str] = []
+    run_loop(repo, [0.07, 0.08], {0: lambda: config.write_text(mine)}, said, max_experiments=3)
+    assert config.read_text() == mine
+    r = git.Repo(repo)
+    assert yaml.safe_load(r.git.show("autoresearch/t:configs/current.yaml"))["optim"]["lr"] == 0.08
+    notes = [s for s in said if "configs/current.yaml has changes the loop did not make" in s]
+    assert len(notes) == 1
+
+
+def test_corpora_deleted_mid_loop_stop_it_after_three_crashes(repo, synthetic_home, tmp_path,
+                                                             monkeypatch):  # fmt: skip
+    """Each crash names its config's corpora, so the reasons differ: the cause is the same."""
+    home = tmp_path / "home"
+    shutil.copytree(synthetic_home, home)
+    monkeypatch.setenv("NER_AR_HOME", str(home))
+    monkeypatch.setenv("FAKE_TRAIN_CHECK_DATA", "1")
+    stages = [["ncbi_disease"], ["bc5cdr", "ncbi_disease"], ["bc2gm", "ncbi_disease"]] * 2
+    proposals = [
+        yaml.safe_dump({**BASE, "curriculum": [{"corpora": c, "fraction": 1.0}]}) for c in stages
+    ]
+    proposals[0] = 0.07  # the base curriculum, another LR
+    with pytest.raises(UserError, match="3 crashes in a row for the same reason"):
+        run_loop(repo, proposals, {0: lambda: shutil.rmtree(home / "synthetic")},
+                 max_experiments=10)  # fmt: skip
+    rows = read_results(repo / "results.tsv")
+    assert rows["status"].tolist() == ["keep", "crash", "crash", "crash"]
+    assert rows["description"].str.contains("not prepared in").iloc[1:].all()
+    assert rows["description"].nunique() == 4
+
+
+def test_a_tag_resumed_in_another_worktree_is_refused(repo, tmp_path):
+    """The loop's own advice is another working tree; the tag's rows and logs stay in the
+    first one, so a resume there would call finished runs interrupted and rerun the baseline."""
+    run_loop(repo, [0.07], max_experiments=2)
+    r = git.Repo(repo)
+    r.git.checkout("main")  # frees the branch
+    other = tmp_path / "other"
+    r.git.worktree("add", "-b", "elsewhere", str(other), "main")
+    with pytest.raises(UserError) as e:
+        run_loop(other, [0.08], max_experiments=3)
+    assert str(e.value) == (
+        f"tag t has 2 experiment(s) but neither {other / 'results.tsv'} nor "
+        f"{other / 'runs' / 't'} records them (they are in {repo}: run the loop there, or "
+        "choose another --tag)"
+    )
+    assert (
+        git.Repo(other).active_branch.name == "elsewhere" and not (other / "results.tsv").exists()
+    )
+    assert len(read_results(repo / "results.tsv")) == 2
+
+
+def test_a_config_outside_the_repository_is_refused_before_any_change(repo, tmp_path):
+    outside = tmp_path / "mine.yaml"
+    outside.write_text(yaml.safe_dump(BASE))
+    with pytest.raises(UserError, match=r"--config .*mine.yaml is outside the repository"):
+        run_loop(repo, [], config=outside, max_experiments=1)
+    assert [h.name for h in git.Repo(repo).heads] == ["main"]
+
+
+def test_an_empty_git_object_after_a_power_loss_is_one_line(repo):
+    run_loop(repo, [0.07], max_experiments=2)
+    r = git.Repo(repo)
+    sha = r.commit("refs/autoresearch/t/2").hexsha
+    obj = repo / ".git" / "objects" / sha[:2] / sha[2:]
+    obj.chmod(0o644)
+    obj.write_bytes(b"")  # written, renamed, never flushed: what a power loss leaves
+    with pytest.raises(UserError) as e:
+        run_loop(repo, [0.08], max_experiments=3)
+    assert str(e.value).startswith(f"git object file .git/objects/{sha[:2]}/{sha[2:]} is empty")
+
+
+def test_a_config_fixed_before_any_experiment_is_read_fresh(repo, synthetic_home):
+    """A config with a TAB fails; once fixed and committed, the rerun reads the fixed one."""
+    config = repo / "configs" / "current.yaml"
+    good = config.read_text()
+    config.write_text(good.replace("  lr:", "\tlr:"))
+    r = git.Repo(repo)
+    r.git.commit("-am", "a TAB")
+    env = {"NER_AR_HOME": str(synthetic_home)}
+    out, _ = agent_loop(repo, "--max-experiments", "1", env=env).communicate(timeout=HANG_GUARD_S)
+    assert "configs/current.yaml" in out and "Traceback" not in out, out
+    config.write_text(good)
+    r.git.commit("-am", "fixed")
+    proc = agent_loop(repo, "--max-experiments", "1", env=env)
+    out, _ = proc.communicate(timeout=HANG_GUARD_S)
+    assert proc.returncode == 0, out
+    assert read_results(repo / "results.tsv")["status"].tolist() == ["keep"]
