@@ -49,7 +49,7 @@ if os.environ.get("FAKE_TRAIN_CHECK_DATA") and not (root / "manifest.json").exis
         parsed = parse_config_text(text)
         parsed.store().require(parsed.corpora())
     except UserError as e:
-        status, reason, cause = "crash", str(e), e.cause
+        status, reason, cause = "crash", str(e), getattr(e, "cause", "")
 f1s = [min(0.99, 10 * lr) + 0.001 * (cfg.get("seed", 0) + r) for r in range(cfg.get("repeats", 1))]
 for r, f1 in enumerate(f1s):
     print(f"seed {cfg.get('seed', 0) + r}: dev_f1 {f1:.6f} | steps 10")

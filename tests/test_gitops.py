@@ -46,3 +46,52 @@ def test_branch_checked_out_in_another_worktree_is_a_one_line_error(repo, tmp_pa
         run.checkout()
     repo.git.worktree("prune")
     assert run.checkout() is True and repo.active_branch.name == "autoresearch/nov28"
+
+
+def land_one(repo: git.Repo, lr: str) -> tuple[RunBranch, Path, str]:
+    """The run branch with a config, and an experiment on its tip changing the config."""
+    root = Path(repo.working_tree_dir)
+    config = root / "config.yaml"
+    config.write_text("lr: 1\n")
+    repo.index.add(["config.yaml"])
+    repo.index.commit("config")
+    run = RunBranch(root, "nov28")
+    run.checkout()
+    commit = run.experiment_commit(1, config, f"lr: {lr}\n", f"lr {lr}", run.tip().hexsha)
+    return run, config, commit
+
+
+def test_land_moves_the_branch_by_ref_when_head_is_elsewhere(repo):
+    run, config, commit = land_one(repo, "2")
+    repo.heads.main.checkout()
+    main = repo.heads.main.commit.hexsha
+    note = run.land(1, commit, config, "lr: 2\n", "lr 2")
+    assert note == (
+        "note: you checked out main: the loop goes on on autoresearch/nov28 alone and leaves "
+        "your working tree as it is (to see the best: git checkout autoresearch/nov28)"
+    )
+    assert repo.heads.main.commit.hexsha == main and repo.active_branch.name == "main"
+    assert run.tip().hexsha[:7] == commit and not repo.is_dirty()
+    second = run.experiment_commit(2, config, "lr: 3\n", "lr 3", run.tip().hexsha)
+    assert run.land(2, second, config, "lr: 3\n", "lr 3") is None  # said once
+    assert run.tip().hexsha[:7] == second
+
+
+def test_land_brings_the_tree_along_and_keeps_other_edits(repo):
+    run, config, commit = land_one(repo, "2")
+    train = Path(repo.working_tree_dir) / "train.py"
+    train.write_text("print('my edit')\n")
+    assert run.land(1, commit, config, "lr: 2\n", "lr 2") is None
+    assert config.read_text() == "lr: 2\n" and train.read_text() == "print('my edit')\n"
+    assert [d.a_path for d in repo.index.diff(None)] == ["train.py"]
+    assert repo.head.commit.hexsha[:7] == commit
+
+
+def test_sync_tree_finishes_a_landing_cut_short_and_only_that(repo):
+    run, config, commit = land_one(repo, "2")
+    repo.git.update_ref("refs/heads/autoresearch/nov28", commit)  # Ctrl-C before the tree
+    run.sync_tree(config)
+    assert config.read_text() == "lr: 2\n" and not repo.is_dirty()
+    config.write_text("lr: 9  # mine\n")
+    run.sync_tree(config)
+    assert config.read_text() == "lr: 9  # mine\n"

@@ -96,6 +96,7 @@ def test_data_deleted_after_preparing_is_the_reason(ner_home):
     r = run_script("train.py", "--config", "configs/smoke.yaml", home=ner_home)
     s = parse_summary(r.stdout)
     assert r.returncode == 1 and s["status"] == "crash"
+    assert s["cause"] == "data-missing"  # what the loop compares: the reason names the corpora
     assert s["reason"] == (
         f"corpora 'bc5cdr', 'ncbi_disease' are not prepared in {ner_home / 'synthetic'}; "
         "run: python prepare_data.py --corpora bc5cdr,ncbi_disease --synthetic"
