@@ -261,8 +261,13 @@ class RunBranch:
         else:
             target = self.experiment_commit(n, path, text, description, tip, commit)
         reason = self._not_ours(tip, path)
-        # old value as a guard: git refuses if anything else moved the branch meanwhile
-        self.repo.git.update_ref(f"refs/heads/{self.branch}", target, tip)
+        try:  # the old value as a guard: git refuses if anything else moved the branch
+            self.repo.git.update_ref(f"refs/heads/{self.branch}", target, tip)
+        except git.GitCommandError:
+            raise UserError(
+                f"{self.branch} moved while the loop ran (a commit or reset by hand?): stopping "
+                f"before landing [{n}], which is recorded and lands on the branch on restart"
+            ) from None
         if reason is None:
             self.repo.git.read_tree("-m", "-u", tip, target)
             return None

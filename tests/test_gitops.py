@@ -95,3 +95,21 @@ def test_sync_tree_finishes_a_landing_cut_short_and_only_that(repo):
     config.write_text("lr: 9  # mine\n")
     run.sync_tree(config)
     assert config.read_text() == "lr: 9  # mine\n"
+
+
+def test_a_branch_moved_by_hand_is_never_overwritten(repo):
+    run, config, commit = land_one(repo, "2")
+    repo.heads.main.checkout()
+    moved = repo.git.commit_tree(
+        f"{run.tip().hexsha}^{{tree}}", "-p", run.tip().hexsha, "-m", "mine"
+    )
+    tip = run.tip().hexsha
+
+    def move_by_hand(*args):  # a commit made in another worktree while the loop decides
+        repo.git.update_ref("refs/heads/autoresearch/nov28", moved)
+        return None
+
+    run._not_ours = move_by_hand
+    with pytest.raises(UserError, match=r"^autoresearch/nov28 moved while the loop ran"):
+        run.land(1, commit, config, "lr: 2\n", "lr 2")
+    assert run.tip().hexsha == moved != tip
