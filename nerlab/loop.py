@@ -6,8 +6,9 @@ driver, a full disk):
 - every experiment started is a commit held by `refs/autoresearch/<tag>/<n>` and gets exactly
   one row, written before anything else changes; a restart gives the rowless ones theirs:
   their result when the log holds a finished run, else `crash` (interrupted);
-- the branch holds only kept experiments and its tip is the best (nerlab.ledger); the working
-  tree always holds the best's config: experiments never touch it;
+- the branch holds only kept experiments and its tip is the best (nerlab.ledger); it is moved
+  by ref, and the working tree only while it is the loop's (nerlab.gitops): experiments never
+  touch it;
 - decisions are made in completion order against the best of that moment.
 """
 
