@@ -4,6 +4,7 @@
     python analyze.py summary  [--results results.tsv] [--json] [--target T]
     python analyze.py matrix   [--results matrix.tsv] [--out matrix.png]
     python analyze.py report   --tag T [--results results.tsv]   # runs/<tag>/report.html
+    python analyze.py findings --tag T [--json] [--config PATH] [--results results.tsv]
 
 progress and summary read results.tsv (agent_loop.py, program.md, `train.py --results`). Its
 statuses: keep / discard / crash from the loop, and `ok` for a hand run of train.py. An `ok` row
@@ -15,6 +16,9 @@ targets, one target is analysed: --target, else the target of the latest row.
 matrix reads the file of `python -m nerlab.sweep matrix`: per (source -> target), the dev F1s
 of the source-then-target runs minus the target-only baseline's, mean and Welch 95% CI over
 seeds, in F1 points. A cell whose CI includes 0 is not significant (hatched, `ns`).
+
+findings reads a tag's experiment configs (from their commits) and rows: the effect of each
+factor the night varied on dev F1, with a 95% interval and n, or why there is no number.
 """
 
 from __future__ import annotations
@@ -76,6 +80,14 @@ def cmd_report(args) -> None:
     print(f"wrote {out}")
 
 
+def cmd_findings(args) -> None:
+    from nerlab.findings import findings_markdown, tag_findings
+
+    config = Path(args.config) if args.config else None
+    f = tag_findings(Path.cwd(), args.tag, Path(args.results), config)
+    print(json.dumps(f.to_json(), indent=2) if args.json else findings_markdown(f, args.tag))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -95,13 +107,19 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("--config", default="configs/current.yaml", help="the config the loop edits")
     rp.add_argument("--matrix", default="matrix.tsv", help="a transfer matrix, shown if present")
     rp.add_argument("--out", help="default: runs/<tag>/report.html")
+    fi = sub.add_parser("findings", help="each varied factor's effect on dev F1, with a 95% CI")
+    fi.add_argument("--tag", required=True)
+    fi.add_argument("--results", default="results.tsv")
+    fi.add_argument("--json", action="store_true", help="JSON instead of markdown")
+    fi.add_argument("--config", help="the config the loop edited (default: the file the "
+                    "tag's experiment commits changed)")  # fmt: skip
     ma = sub.add_parser("matrix", help="transfer matrix of python -m nerlab.sweep matrix")
     ma.add_argument("--results", default="matrix.tsv")
     ma.add_argument("--out", default="matrix.png")
     ma.add_argument("--json", action="store_true", help="the cells as JSON instead of markdown")
     args = p.parse_args(argv)
     commands = {"progress": cmd_progress, "summary": cmd_summary, "matrix": cmd_matrix,
-                "report": cmd_report}  # fmt: skip
+                "report": cmd_report, "findings": cmd_findings}  # fmt: skip
     commands[args.command](args)
     return 0
 
