@@ -301,12 +301,13 @@ def _effects(terms: list[_Term], X_terms: list[_Term], fit: _Fit | None,
     for t in terms:
         base = dict(factor=t.factor, label=t.label, unit=t.unit, n_with=t.n_with,
                     n_without=t.n_without)  # fmt: skip
-        if t.label in why:
+        side = min(t.n_with, t.n_without)
+        if side < MIN_SIDE:  # the first reason: whatever the fit, one side is too thin
+            note = f"{side} experiments on one side; {MIN_SIDE} needed"
+            out.append(Effect(**base, verdict=TOO_FEW, note=note))
+        elif t.label in why:
             verdict, _, note = why[t.label].partition(": ")
             out.append(Effect(**base, verdict=verdict, note=note))
-        elif min(t.n_with, t.n_without) < MIN_SIDE:
-            note = f"{min(t.n_with, t.n_without)} experiments on one side; {MIN_SIDE} needed"
-            out.append(Effect(**base, verdict=TOO_FEW, note=note))
         else:
             est, low, high = fit.interval(index[t.label])
             verdict = EFFECT if low > 0 or high < 0 else NO_EFFECT
@@ -372,13 +373,14 @@ def _best_source(src: list[Effect], taken: list[_Term], fit: _Fit) -> str:
                    key=lambda e: -e.estimate)  # fmt: skip
     hurts = [e.label.removesuffix(" before the target") for e in src
              if e.verdict == EFFECT and e.estimate < 0]  # fmt: skip
-    measured = [e for e in src if e.verdict in (EFFECT, NO_EFFECT)]
+    measured = [e.label.removesuffix(" before the target") for e in src
+                if e.verdict in (EFFECT, NO_EFFECT)]  # fmt: skip
     tail = f" Hurts: {', '.join(hurts)}." if hurts else ""
     if not measured:
-        return f"{len(src)} sources tried, none often enough to tell.{tail}"
+        return f"not enough to tell: {len(src)} sources tried, none often enough.{tail}"
     if not helps:
-        return (f"None of the {len(measured)} sources measured helps distinguishably from "
-                f"noise.{tail}")  # fmt: skip
+        return (f"none distinguishably from noise (measured: {', '.join(measured)}; "
+                f"{len(src) - len(measured)} other sources too rarely tried).{tail}")  # fmt: skip
     best = helps[0]
     text = f"{best.label.removesuffix(' before the target')}: {_number_text(best)}."
     if len(helps) > 1:

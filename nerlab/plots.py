@@ -15,6 +15,7 @@ from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import Bbox
 
 from nerlab.analysis import KEPT, Transfer, fmt_delta, fmt_f1, fmt_seeds, running_best, short
+from nerlab.findings import TARGET_ONLY, SharePoint
 from nerlab.results import BASELINE
 from nerlab.stats import Interval
 
@@ -242,3 +243,32 @@ def _save(fig, out: Path, tight: bool = False) -> None:
     fig.savefig(out, dpi=150, bbox_inches="tight")
     plt.close(fig)
     print(f"wrote {out}")
+
+
+def plot_share(points: list[SharePoint], out: Path) -> None:
+    """The share figure (`share_figure`) as PNG, or PDF/SVG by the suffix of `out`."""
+    _save(share_figure(points), out)
+
+
+def share_figure(points: list[SharePoint]):
+    """F1 against pretraining share per source (`findings.share_points`): each single-source
+    experiment at the share of the budget its source got, one colour and line per source
+    (in order of share), the target-only experiments at share 0 in black."""
+    fig, ax = plt.subplots(figsize=(7.0, 4.2))
+    names = list(dict.fromkeys(p.source for p in points if p.source != TARGET_ONLY))
+    for i, name in enumerate(names):
+        mine = sorted((p for p in points if p.source == name), key=lambda p: p.share)
+        x, y = [100 * p.share for p in mine], [100 * p.f1 for p in mine]
+        ax.plot(x, y, "o-", c=plt.cm.tab10(i % 10), lw=0.8, ms=5, alpha=0.85, label=name)
+    alone = [100 * p.f1 for p in points if p.source == TARGET_ONLY]
+    if alone:
+        ax.scatter([0] * len(alone), alone, c="k", marker="s", s=24, label=TARGET_ONLY, zorder=3)
+    ax.set_xlabel("share of the budget on the source (%)")
+    ax.set_ylabel("dev F1 (points)")
+    ax.set_title("F1 against pretraining share per source (single-source experiments)",
+                 fontsize=10)  # fmt: skip
+    ax.set_xlim(-3, 103)
+    ax.grid(alpha=0.3)
+    if points:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False, fontsize=9)
+    return fig

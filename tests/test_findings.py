@@ -22,11 +22,13 @@ from nerlab.findings import (
     TARGET_ONLY,
     TOO_FEW,
     Record,
+    SharePoint,
     findings,
     findings_markdown,
     load_records,
 )
 from nerlab.gitops import RunBranch
+from nerlab.plots import plot_share, plt, share_figure
 from nerlab.results import append_row
 
 TARGET = "ncbi_disease"
@@ -48,17 +50,17 @@ def record(n: int, f1: float, seeds: int = 1, status: str = "discard", **kw) -> 
     return Record(n, ExperimentConfig.model_validate(raw(**kw)), f1, seeds, status)
 
 
-def night(rows: int = 32, seed: int = 0) -> list[Record]:
-    """Sources chem (+5 points) and linnaeus (no effect); their share and the lr (each run its
+def night(rows: int = 32, seed: int = 0, chem: float = 0.05) -> list[Record]:
+    """Sources chem (`chem`: +5 points) and linnaeus (no effect); their share and the lr (each run its
     own, as Optuna draws it) varied with no effect; noise of half a point; every factor drawn
     independently."""
     rng = np.random.default_rng(seed)
     out = []
     for n in range(1, rows + 1):
-        chem, lin = bool(rng.integers(2)), bool(rng.integers(2))
-        src = [s for s, on in (("bc5cdr_chem", chem), ("linnaeus", lin)) if on]
+        on, lin = bool(rng.integers(2)), bool(rng.integers(2))
+        src = [s for s, used in (("bc5cdr_chem", on), ("linnaeus", lin)) if used]
         share, lr = float(rng.choice([0.2, 0.3, 0.4, 0.5])), float(2e-3 * 2 ** rng.uniform(-2, 2))
-        f1 = 0.80 + 0.05 * chem + rng.normal(0, 0.005)
+        f1 = 0.80 + chem * on + rng.normal(0, 0.005)
         out.append(record(n, f1, sources=src, share=share, lr=lr))
     return out
 
@@ -82,6 +84,13 @@ def test_a_real_effect_is_found_and_a_null_one_is_reported_as_none():
     flat = md.split("## No effect distinguishable from noise")[1].split("##")[0]
     assert "bc5cdr_chem before the target" in found and "linnaeus" not in found
     assert "linnaeus before the target" in flat and "optim.lr" in flat
+
+
+def test_with_no_source_effect_no_source_is_named_best():
+    f = findings(night(chem=0.0))
+    assert [e.verdict for e in f.effects if e.factor.startswith("source:")] == [NO_EFFECT] * 2
+    answer = {a.question: a.answer for a in f.answers}[f"Which source helps {TARGET} most?"]
+    assert answer.startswith("none distinguishably from noise (measured: bc5cdr_chem, linnaeus;")
 
 
 def test_one_switch_matches_the_two_sample_t_interval():
@@ -219,3 +228,18 @@ def test_analyze_findings_json(tagged, capsys):
                                                         "estimate"]  # fmt: skip
     assert analyze.main(["findings", "--tag", "night", "--config", "configs/smoke.yaml"]) == 0
     assert "3 experiments: 2 in the fit, 1 crashed (left out)" in capsys.readouterr().out
+
+
+def test_the_share_figure_draws_one_line_per_source_and_the_target_alone(tmp_path):
+    points = [SharePoint("bc2gm", 0.4, 0.82, 2), SharePoint(TARGET_ONLY, 0.0, 0.80, 1),
+              SharePoint("bc2gm", 0.2, 0.81, 3), SharePoint("linnaeus", 0.3, 0.79, 4)]  # fmt: skip
+    fig = share_figure(points)
+    ax = fig.axes[0]
+    lines = {line.get_label(): line.get_xydata().tolist() for line in ax.get_lines()}
+    assert lines == {"bc2gm": [[20, 81], [40, 82]], "linnaeus": [[30, 79]]}
+    assert ax.collections[0].get_offsets().tolist() == [[0, 80]]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["bc2gm", "linnaeus",
+                                                                  TARGET_ONLY]  # fmt: skip
+    plt.close(fig)
+    plot_share(points, tmp_path / "share.png")
+    assert (tmp_path / "share.png").read_bytes().startswith(b"\x89PNG")
