@@ -51,9 +51,9 @@ def record(n: int, f1: float, seeds: int = 1, status: str = "discard", **kw) -> 
 
 
 def night(rows: int = 32, seed: int = 0, chem: float = 0.05) -> list[Record]:
-    """Sources chem (`chem`: +5 points) and linnaeus (no effect); their share and the lr (each run its
-    own, as Optuna draws it) varied with no effect; noise of half a point; every factor drawn
-    independently."""
+    """Sources bc5cdr_chem (effect `chem`) and linnaeus (none); their share and the lr (each
+    run its own, as Optuna draws it) varied with no effect; noise of half a point; every factor
+    drawn independently."""
     rng = np.random.default_rng(seed)
     out = []
     for n in range(1, rows + 1):
