@@ -227,18 +227,10 @@ def _categorical(name: str, column: list) -> list[_Term]:
     levels = Counter(str(v) for v in column)
     usual = levels.most_common(1)[0][0]  # ties: the first seen (the baseline's)
     text = np.array([str(v) for v in column])
-    return [
-        _Term(
-            name,
-            f"{name} {level} (vs {usual})",
-            "",
-            (text == level).astype(float),
-            count,
-            levels[usual],
-        )  # fmt: skip
-        for level, count in levels.items()
-        if level != usual
-    ]
+    others = [level for level in levels if level != usual]
+    label = f"{name} {{}} (vs {usual})"
+    return [_Term(name, label.format(level), "", (text == level).astype(float), levels[level],
+                  levels[usual]) for level in others]  # fmt: skip
 
 
 # -----------------------------------------------------------------------------
@@ -294,7 +286,7 @@ def _partners(X: np.ndarray, t: _Term, taken: list[_Term]) -> str:
     return ", ".join(names) or "the intercept"
 
 
-def _effects(terms: list[_Term], X_terms: list[_Term], fit: _Fit | None,
+def _effects(terms: list[_Term], X_terms: list[_Term], fit: _Fit,
              why: dict[str, str]) -> list[Effect]:  # fmt: skip
     index = {t.label: i + 1 for i, t in enumerate(X_terms)}
     out = []
