@@ -228,9 +228,8 @@ def _categorical(name: str, column: list) -> list[_Term]:
     usual = levels.most_common(1)[0][0]  # ties: the first seen (the baseline's)
     text = np.array([str(v) for v in column])
     others = [level for level in levels if level != usual]
-    label = f"{name} {{}} (vs {usual})"
-    return [_Term(name, label.format(level), "", (text == level).astype(float), levels[level],
-                  levels[usual]) for level in others]  # fmt: skip
+    return [_Term(name, f"{name} {level} (vs {usual})", "", (text == level).astype(float),
+                  levels[level], levels[usual]) for level in others]  # fmt: skip
 
 
 # -----------------------------------------------------------------------------
