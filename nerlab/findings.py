@@ -474,7 +474,7 @@ def _accounting(f: Findings) -> str:
 def _table(effects: list[Effect]) -> list[str]:
     lines = ["| factor | effect (F1 points) | 95% interval | n |", "|---|---:|---|---:|"]
     for e in effects:
-        label = f"{e.label} ({e.unit})" if e.unit else e.label
+        label = (f"{e.label} ({e.unit})" if e.unit else e.label).replace("|", "\\|")
         lines.append(f"| {label} | {_points(e.estimate)} | [{_points(e.low)}, {_points(e.high)}]"
                      f" | {e.n_with} vs {e.n_without} |")  # fmt: skip
     return lines

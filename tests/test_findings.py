@@ -146,14 +146,19 @@ def test_a_factor_always_changed_with_another_is_not_separable():
     assert "bc5cdr_chem" in e["stages"].note and "linnaeus" in e["stages"].note
 
 
-def test_crashes_are_counted_and_left_out():
+def test_crashes_and_unreadable_configs_are_counted_and_left_out():
     clean = findings(night())
-    crashed = night() + [record(99, 0.0, status="crash", sources=["bc5cdr_chem"]),
-                         record(98, 0.0, status="crash")]  # fmt: skip
-    f = findings(crashed)
-    assert (f.experiments, f.fitted, f.crashed) == (34, 32, 2)
+    crashed = night() + [
+        record(99, 0.0, status="crash", sources=["bc5cdr_chem"]),
+        record(98, 0.0, status="crash"),
+        Record(97, None, 0.9, 1, "discard", "c0ffee0:x.yaml: not valid YAML"),
+    ]
+    f = findings(crashed)  # fmt: skip
+    assert (f.experiments, f.fitted, f.crashed) == (35, 32, 2)
+    assert f.unreadable == ["#97: c0ffee0:x.yaml: not valid YAML"]
     assert by_factor(f) == by_factor(clean)
-    assert "2 crashed (left out)" in findings_markdown(f)
+    md = findings_markdown(f)
+    assert "2 crashed (left out), 1 with a config that could not be read (#97: c0ffee0" in md
 
 
 def test_sequential_against_mixed_only_counts_experiments_with_two_sources():
