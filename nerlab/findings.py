@@ -87,6 +87,7 @@ class Findings:
     experiments: int  # every recorded experiment
     fitted: int  # those in the fit
     crashed: int
+    no_entity: list[int]  # experiments that scored F1 0 (found no entity): left out too
     unreadable: list[str]  # "#n: why" for configs that could not be read
     other_target: int  # experiments on another target, left out
     residual_df: int | None  # of the fit; None when there was none
@@ -318,9 +319,13 @@ def findings(records: list[Record]) -> Findings:
     scored = [r for r in records if r.status != "crash" and r.config is not None]
     targets = Counter(r.config.target for r in scored)
     target = targets.most_common(1)[0][0] if targets else None
-    rows = [r for r in scored if r.config.target == target]
-    out = Findings(target, len(records), len(rows), len(crashed), unreadable,
-                   len(scored) - len(rows), None, [], [], share_points(rows))  # fmt: skip
+    # F1 0: training failed to find any entity. Measured, but a failure like a crash rather
+    # than a size of effect: one such row would set the noise of every interval.
+    none = [r.n for r in scored if r.config.target == target and r.f1 == 0]
+    rows = [r for r in scored if r.config.target == target and r.f1 != 0]
+    out = Findings(target, len(records), len(rows), len(crashed), none, unreadable,
+                   len(scored) - len(rows) - len(none), None, [], [],
+                   share_points(rows))  # fmt: skip
     if len(rows) < MIN_DF + 2:
         out.notes.append(f"{len(rows)} scored experiments: too few for any estimate")
         return out
@@ -439,8 +444,9 @@ def findings_markdown(f: Findings, title: str = "") -> str:
         lines.append("")
     if f.importances:
         lines += ["## Optuna's parameter importance (supplementary)", "",
-                  "fANOVA share of the explained variance per search parameter; no interval, "
-                  "no direction: read the effects above first.", ""]  # fmt: skip
+                  "fANOVA share of the explained variance per search parameter that every "
+                  "trial had; no interval, no direction: read the effects above first.",
+                  ""]  # fmt: skip
         lines += [f"- {k}: {v:.2f}" for k, v in f.importances.items()]
         lines.append("")
     measured = sum(e.verdict in (EFFECT, NO_EFFECT) for e in f.effects)
@@ -457,6 +463,10 @@ def _accounting(f: Findings) -> str:
     parts = [f"{f.experiments} experiments: {f.fitted} in the fit"]
     if f.crashed:
         parts.append(f"{f.crashed} crashed (left out)")
+    if f.no_entity:
+        numbers = ", ".join(f"#{n}" for n in f.no_entity)
+        parts.append(f"{len(f.no_entity)} scored F1 0, finding no entity ({numbers}; left out "
+                     "like a crash)")  # fmt: skip
     if f.unreadable:
         parts.append(f"{len(f.unreadable)} with a config that could not be read "
                      f"({'; '.join(f.unreadable)})")  # fmt: skip

@@ -161,6 +161,13 @@ def test_crashes_and_unreadable_configs_are_counted_and_left_out():
     assert "2 crashed (left out), 1 with a config that could not be read (#97: c0ffee0" in md
 
 
+def test_an_experiment_that_found_no_entity_is_left_out_like_a_crash():
+    clean = findings(night())
+    f = findings(night() + [record(40, 0.0, sources=["linnaeus"], lr=1e-5)])
+    assert f.no_entity == [40] and f.fitted == 32 and by_factor(f) == by_factor(clean)
+    assert "1 scored F1 0, finding no entity (#40; left out like a crash)" in findings_markdown(f)
+
+
 def test_sequential_against_mixed_only_counts_experiments_with_two_sources():
     rng = np.random.default_rng(2)
     records = []
