@@ -31,6 +31,7 @@ SHARE_STEP = 0.1  # the share effect is per +10% of the budget
 LOG2_FIELDS = ("optim.lr", "optim.batch_size")  # multiplicative knobs: effect per doubling
 NOT_FACTORS = {"target", "seed", "repeats", "curriculum"}  # the metric, noise, n, read apart
 TARGET_ONLY = "(target only)"
+SEVERAL = "(several sources)"
 
 EFFECT = "effect"  # the 95% interval excludes 0
 NO_EFFECT = "no clear effect"  # the interval includes 0
@@ -66,8 +67,8 @@ class Effect:
 
 @dataclass(frozen=True)
 class SharePoint:
-    """One experiment for the figure "F1 against pretraining share per source": a single source
-    (or none: TARGET_ONLY at share 0) and the share of the budget it was trained for."""
+    """One experiment for the figure "F1 against pretraining share per source": its source (or
+    TARGET_ONLY at share 0, or SEVERAL) and the share of the budget its sources had."""
 
     source: str
     share: float
@@ -346,7 +347,10 @@ def share_points(rows: list[Record]) -> list[SharePoint]:
         src = sources(r.config)
         if len(src) <= 1:
             name, share = next(iter(src.items()), (TARGET_ONLY, 0.0))
-            points.append(SharePoint(name, share, float(r.f1), r.n))
+        else:
+            name = SEVERAL
+            share = sum(s.fraction for s in r.config.curriculum if r.config.target not in s.corpora)
+        points.append(SharePoint(name, share, float(r.f1), r.n))
     return points
 
 

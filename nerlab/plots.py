@@ -15,7 +15,7 @@ from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import Bbox
 
 from nerlab.analysis import KEPT, Transfer, fmt_delta, fmt_f1, fmt_seeds, running_best, short
-from nerlab.findings import TARGET_ONLY, SharePoint
+from nerlab.findings import SEVERAL, TARGET_ONLY, SharePoint
 from nerlab.results import BASELINE
 from nerlab.stats import Interval
 
@@ -253,21 +253,25 @@ def plot_share(points: list[SharePoint], out: Path) -> None:
 def share_figure(points: list[SharePoint]):
     """F1 against pretraining share per source (`findings.share_points`): each single-source
     experiment at the share of the budget its source got, one colour and line per source
-    (in order of share), the target-only experiments at share 0 in black."""
+    (in order of share), the target-only experiments at share 0 in black, those with several
+    sources grey at their sources' total share. The x axis ends a little after the last point."""
     fig, ax = plt.subplots(figsize=(7.0, 4.2))
-    names = list(dict.fromkeys(p.source for p in points if p.source != TARGET_ONLY))
+    names = list(dict.fromkeys(p.source for p in points if p.source not in (TARGET_ONLY, SEVERAL)))
     for i, name in enumerate(names):
         mine = sorted((p for p in points if p.source == name), key=lambda p: p.share)
         x, y = [100 * p.share for p in mine], [100 * p.f1 for p in mine]
         ax.plot(x, y, "o-", c=plt.cm.tab10(i % 10), lw=0.8, ms=5, alpha=0.85, label=name)
-    alone = [100 * p.f1 for p in points if p.source == TARGET_ONLY]
-    if alone:
-        ax.scatter([0] * len(alone), alone, c="k", marker="s", s=24, label=TARGET_ONLY, zorder=3)
+    for name, style in ((SEVERAL, {"c": "#a0a0a0", "marker": "D", "s": 20}),
+                        (TARGET_ONLY, {"c": "k", "marker": "s", "s": 24})):  # fmt: skip
+        mine = [p for p in points if p.source == name]
+        if mine:
+            x, y = [100 * p.share for p in mine], [100 * p.f1 for p in mine]
+            ax.scatter(x, y, label=name, zorder=3, **style)
     ax.set_xlabel("share of the budget on the source (%)")
     ax.set_ylabel("dev F1 (points)")
     ax.set_title("F1 against pretraining share per source (single-source experiments)",
                  fontsize=10)  # fmt: skip
-    ax.set_xlim(-3, 103)
+    ax.set_xlim(-3, min(100.0, 100 * max((p.share for p in points), default=1.0) + 8))
     ax.grid(alpha=0.3)
     if points:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False, fontsize=9)

@@ -19,6 +19,7 @@ from nerlab.findings import (
     ALIASED,
     EFFECT,
     NO_EFFECT,
+    SEVERAL,
     TARGET_ONLY,
     TOO_FEW,
     Record,
@@ -183,12 +184,13 @@ def test_sequential_against_mixed_only_counts_experiments_with_two_sources():
     assert answer.startswith("-3.")
 
 
-def test_share_points_are_the_single_source_and_target_only_experiments():
+def test_share_points_are_the_scored_experiments_by_source():
     records = [record(1, 0.8), record(2, 0.82, sources=["bc2gm"], share=0.2),
                record(3, 0.81, sources=["bc2gm", "linnaeus"]),
                record(4, 0.0, status="crash", sources=["bc2gm"])]  # fmt: skip
     points = findings(records).share_points
-    assert [(p.source, p.share, p.n) for p in points] == [(TARGET_ONLY, 0.0, 1), ("bc2gm", 0.2, 2)]
+    assert [(p.source, p.share, p.n) for p in points] == [
+        (TARGET_ONLY, 0.0, 1), ("bc2gm", 0.2, 2), (SEVERAL, 0.3, 3)]  # fmt: skip
 
 
 # -----------------------------------------------------------------------------
@@ -242,16 +244,19 @@ def test_analyze_findings_json(tagged, capsys):
     assert "3 experiments: 2 in the fit, 1 crashed (left out)" in capsys.readouterr().out
 
 
-def test_the_share_figure_draws_one_line_per_source_and_the_target_alone(tmp_path):
+def test_the_share_figure_draws_one_line_per_source_and_the_rest_as_points(tmp_path):
     points = [SharePoint("bc2gm", 0.4, 0.82, 2), SharePoint(TARGET_ONLY, 0.0, 0.80, 1),
-              SharePoint("bc2gm", 0.2, 0.81, 3), SharePoint("linnaeus", 0.3, 0.79, 4)]  # fmt: skip
+              SharePoint("bc2gm", 0.2, 0.81, 3), SharePoint("linnaeus", 0.3, 0.79, 4),
+              SharePoint(SEVERAL, 0.5, 0.83, 5)]  # fmt: skip
     fig = share_figure(points)
     ax = fig.axes[0]
     lines = {line.get_label(): line.get_xydata().tolist() for line in ax.get_lines()}
     assert lines == {"bc2gm": [[20, 81], [40, 82]], "linnaeus": [[30, 79]]}
-    assert ax.collections[0].get_offsets().tolist() == [[0, 80]]
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["bc2gm", "linnaeus",
-                                                                  TARGET_ONLY]  # fmt: skip
+    points_of = {c.get_label(): c.get_offsets().tolist() for c in ax.collections}
+    assert points_of == {SEVERAL: [[50, 83]], TARGET_ONLY: [[0, 80]]}
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["bc2gm", "linnaeus", SEVERAL, TARGET_ONLY]
+    assert ax.get_xlim()[1] < 100  # no empty stretch to 100% after the last share
     plt.close(fig)
     plot_share(points, tmp_path / "share.png")
     assert (tmp_path / "share.png").read_bytes().startswith(b"\x89PNG")
