@@ -267,10 +267,9 @@ def share_figure(points: list[SharePoint]):
         if mine:
             x, y = [100 * p.share for p in mine], [100 * p.f1 for p in mine]
             ax.scatter(x, y, label=name, zorder=3, **style)
-    ax.set_xlabel("share of the budget on the source (%)")
+    ax.set_xlabel("share of the budget on the source(s) before the target (%)")
     ax.set_ylabel("dev F1 (points)")
-    ax.set_title("F1 against pretraining share per source (single-source experiments)",
-                 fontsize=10)  # fmt: skip
+    ax.set_title("F1 against pretraining share per source", fontsize=10)
     ax.set_xlim(-3, min(100.0, 100 * max((p.share for p in points), default=1.0) + 8))
     ax.grid(alpha=0.3)
     if points:
