@@ -22,6 +22,7 @@ import pandas as pd
 from nerlab.errors import UserError
 from nerlab.results import BASELINE, read_matrix, read_results
 from nerlab.stats import FIRST_RESULT, Interval, diff_ci, mean_ci
+from nerlab.text import markdown
 
 KEPT = ("keep", "ok")  # rows that may set the running best
 CRASH_REASON = re.compile(r"\s*\[crash: (.*)\]\s*$")
@@ -167,7 +168,7 @@ def summary_markdown(s: dict) -> str:
         lines.append(
             f"Best dev F1: **{b['dev_f1']:.4f}** (#{b['n']}, {b['commit']}, {b['status']})"
         )
-        lines.append(f"  {b['description'] or '(no description)'}")
+        lines.append(f"  {_cell(b['description'] or '(no description)')}")
     else:
         lines.append("Best dev F1: none yet (no kept or ok row)")
     if s["cost"]:
@@ -196,8 +197,9 @@ def summary_markdown(s: dict) -> str:
 
 
 def _cell(text: str) -> str:
-    """A markdown table cell: a `|` in a description (optuna's `a | lr 1e-3`) would split it."""
-    return text.replace("|", "\\|")
+    """Untrusted text in markdown: a `|` (optuna's `a | lr 1e-3`) would split a table cell,
+    HTML or a link would reach the renderer (nerlab.text.markdown)."""
+    return markdown(text)
 
 
 # -----------------------------------------------------------------------------

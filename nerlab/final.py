@@ -35,6 +35,7 @@ from nerlab.modelio import load_tagger
 from nerlab.pool import make_pool
 from nerlab.runner import RunOutcome, RunSpec
 from nerlab.stats import diff_ci, mean_ci
+from nerlab.text import markdown as md
 from nerlab.training import load_task, pick_device, predict
 
 STEPS_TIMEOUT = 1800.0  # seconds for one seed under a steps budget (no clock of its own)
@@ -359,8 +360,9 @@ def fmt_diff(d: dict | None) -> str:
 
 
 def cell(text: str) -> str:
-    """Text for a markdown table cell: a `|` in it would end the cell."""
-    return text.replace("|", "\\|")
+    """Untrusted text for a markdown table cell or sentence (a `|` would end the cell, HTML or
+    a link would reach the reader's renderer): escaped (nerlab.text.markdown)."""
+    return md(text)
 
 
 def markdown(r: dict) -> str:
@@ -408,7 +410,7 @@ def markdown(r: dict) -> str:
     for role in roles:
         for s in r[role]["seeds"]:
             if s["status"] != "ok":
-                lines.append(f"\n{role} seed {s['seed']} crashed: {s['reason']}")
+                lines.append(f"\n{role} seed {s['seed']} crashed: {cell(s['reason'])}")
             elif s["dev_check"] != "ok":
                 lines.append(f"\n{role} seed {s['seed']}: dev check failed: {s['dev_check']}")
     return "\n".join(lines)

@@ -33,6 +33,7 @@ from nerlab.pool import Pool, make_pool
 from nerlab.proposals import ProposalCheck, config_diff
 from nerlab.results import repair
 from nerlab.runner import RunOutcome, RunSpec, outcome_of
+from nerlab.text import visible
 
 MAX_PROPOSAL_TRIES = 3
 STARTUP_ALLOWANCE = 300.0  # seconds for imports, data, model download, evaluation
@@ -161,7 +162,7 @@ class ResearchLoop:
         """A run the last loop did not record: its result if its log holds one, else a crash."""
         first = self._logged(exp.n, "")
         if first is None or not first.ok:
-            self.say(f"recovering: [{exp.n}] {exp.commit} ({exp.description}) has no row: "
+            self.say(f"recovering: [{exp.n}] {exp.commit} ({visible(exp.description)}) has no row: "
                      "interrupted")  # fmt: skip
             self._record(exp, RunOutcome("crash", reason="interrupted"))
             return
@@ -270,7 +271,7 @@ class ResearchLoop:
         text += dump_config(cfg)
         commit = self.git.experiment_commit(n, self.config_path, text, proposal.description,
                                             self.git.tip().hexsha)  # fmt: skip
-        self.say(f"[{n}] {commit} {proposal.description}")
+        self.say(f"[{n}] {commit} {visible(proposal.description)}")
         return Experiment(n, commit, proposal.description, text, cfg, proposal)
 
     def _proposal(self, n: int) -> tuple[Proposal, ExperimentConfig] | None:
@@ -286,7 +287,7 @@ class ResearchLoop:
                 raise
             except (UserError, ProposalError) as e:
                 error = str(e)
-            self.say(f"[{n}] proposal rejected: {error}")
+            self.say(f"[{n}] proposal rejected: {visible(error)}")
             if proposal is not None:
                 self.proposer.observe(proposal, None)
         reason = f"invalid proposal: {error}"
@@ -351,7 +352,7 @@ class ResearchLoop:
         del self.in_flight[exp.n]
         if not outcome.ok:
             self._record(exp, outcome)
-            self.say(f"[{exp.n}] crash: {outcome.reason}")
+            self.say(f"[{exp.n}] crash: {visible(outcome.reason)}")
             self._count_crash(outcome.reason)
             return
         self.crash_reasons.clear()

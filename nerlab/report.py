@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import html
 import io
 import json
 import math
@@ -38,6 +37,7 @@ from nerlab.gitops import RunBranch
 from nerlab.plots import plot_matrix, plt, progress_figure
 from nerlab.proposals import config_diff
 from nerlab.summary import parse_summary
+from nerlab.text import html
 
 STYLE = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
@@ -98,7 +98,7 @@ def render(root: Path, tag: str, results: Path, config: Path, matrix: Path) -> s
 
 
 def _e(x) -> str:
-    return html.escape(str(x))
+    return html(x)  # every text here may be untrusted: descriptions, reasons, configs
 
 
 def _box(value: str, label: str, cls: str = "box") -> str:
