@@ -30,6 +30,9 @@ BASELINE_NOTE = f"[keep: {FIRST_RESULT}"  # how the loop and record.py describe 
 NOTE = re.compile(r"\s*\[(?:keep|discard|crash|ok): (.*)\]\s*$")  # the row's decision note
 TOP_IMPROVEMENTS = 5
 LABEL_CHARS = 38  # a kept point's annotation: enough to tell experiments apart
+ROW = "row"  # tag_experiments: a row's place in the file (rows are in completion order)
+LONG_GAP_S = 1800.0  # a gap between rows longer than this, GAP_FACTOR typical gaps, and twice
+GAP_FACTOR = 3.0  # its experiment's training is no work (elapsed_seconds)
 
 
 # -----------------------------------------------------------------------------
@@ -73,6 +76,7 @@ def tag_experiments(path: Path, root: Path, tag: str) -> pd.DataFrame:
     if df.empty:
         raise UserError(f"{path}: no rows for the experiments of tag {tag!r}")
     df.insert(0, "n", df["commit"].map(number))
+    df[ROW] = range(len(df))  # the completion order, for the time between rows (night_cost)
     return df.sort_values("n").reset_index(drop=True)
 
 
@@ -133,13 +137,31 @@ def night_cost(df: pd.DataFrame) -> dict | None:
     experiments per hour after the first, and the share of that wall time spent in training
     steps (seeds included); the rest is start-up, evaluation, proposals and git. With parallel
     workers the share exceeds 100%."""
-    ends = pd.to_datetime(df["timestamp"], errors="coerce")
-    hours = (ends.max() - ends.min()).total_seconds() / 3600 if ends.notna().sum() > 1 else 0
+    hours = elapsed_seconds(df) / 3600
     if not hours:
         return None
     later = df.iloc[1:]
     train_h = float((later["train_s"].fillna(0) * later["repeats"].clip(lower=1)).sum()) / 3600
     return {"hours": hours, "per_hour": len(later) / hours, "train_share": train_h / hours}
+
+
+def elapsed_seconds(df: pd.DataFrame) -> float:
+    """Seconds from the first row to the last, summed gap by gap in completion order.
+
+    Row times are local times without a zone, so a DST or timezone change (or a clock set) moves
+    them: the last minus the first would count that shift as hours of work. A gap that is
+    negative, or far longer than both a typical gap and its own experiment's training (a clock
+    moved forward, or a loop stopped for the day), counts as a typical gap instead."""
+    rows = df.sort_values(ROW) if ROW in df else df
+    ends = pd.to_datetime(rows["timestamp"], errors="coerce")
+    known = ends.notna()
+    gaps = ends[known].diff().dt.total_seconds().iloc[1:]
+    typical = gaps[gaps > 0].median()
+    if gaps.empty or pd.isna(typical):
+        return 0.0
+    own = (rows["train_s"].fillna(0) * rows["repeats"].clip(lower=1))[known].iloc[1:]
+    limit = np.maximum(max(LONG_GAP_S, GAP_FACTOR * typical), 2 * own + typical)
+    return float(gaps.where((gaps >= 0) & (gaps <= limit), typical).sum())
 
 
 def _brief(row: pd.Series) -> dict:

@@ -23,6 +23,7 @@ from nerlab.analysis import (
     KEPT,
     NOTE,
     crash_reason,
+    elapsed_seconds,
     fmt_delta,
     load_matrix,
     running_best,
@@ -76,7 +77,7 @@ def render(root: Path, tag: str, results: Path, config: Path, matrix: Path) -> s
         f"<h1>ner-autoresearch: tag {_e(tag)}</h1>",
         f"<p class=sub>target {_e(summary['target'])} · branch autoresearch/{_e(tag)} · "
         f"generated {dt.datetime.now():%Y-%m-%d %H:%M}</p>",
-        _headline(df, summary, final, _hours(df, git)),
+        _headline(df, summary, final, _hours(df)),
         "<h2>Progress</h2>",
         _img(_progress_png(df), "progress of the experiments"),
         "<h2>Kept improvements</h2>",
@@ -128,7 +129,7 @@ def _headline(df: pd.DataFrame, s: dict, final: dict | None, hours: float | None
     rate = "n/a" if s["keep_rate"] is None else f"{s['keep_rate']:.0%}"
     boxes += [
         _box(str(s["experiments"]), "experiments"),
-        _box("n/a" if hours is None else f"{hours:.1f} h", "from the first experiment to the last"),
+        _box("n/a" if hours is None else f"{hours:.1f} h", "from the first result to the last"),
         _box(rate, f"keep rate ({c['keep']} kept)"),
         _box(str(c["crash"]), "crashes"),
     ]
@@ -143,15 +144,10 @@ def _headline(df: pd.DataFrame, s: dict, final: dict | None, hours: float | None
     return f"<div class=headline>{''.join(boxes)}</div>{note}"
 
 
-def _hours(df: pd.DataFrame, git: RunBranch) -> float | None:
-    """From the first experiment's commit to the last row written."""
-    try:
-        start = git.repo.commit(git.experiments()[min(git.experiments())]).committed_datetime
-        end = pd.to_datetime(df["timestamp"]).max()
-    except (ValueError, KeyError):
-        return None
-    end = end.tz_localize(start.tzinfo) if end.tzinfo is None else end
-    return max(0.0, (end - start).total_seconds() / 3600)
+def _hours(df: pd.DataFrame) -> float | None:
+    """From the first result to the last (a timezone or DST change counts no hours)."""
+    seconds = elapsed_seconds(df)
+    return seconds / 3600 if seconds else None
 
 
 def _progress_png(df: pd.DataFrame) -> bytes:

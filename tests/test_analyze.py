@@ -272,3 +272,18 @@ def test_the_cost_of_a_night():
     assert cost["hours"] == 2.0 and cost["per_hour"] == 1.0  # 2 experiments after the first
     assert cost["train_share"] == pytest.approx((3 * 300 + 400) / 7200)
     assert analysis.night_cost(df.iloc[:1]) is None
+
+
+def test_a_timezone_change_counts_no_hours(tmp_path):
+    """Row times are local without a zone: 13 experiments, one every 10 minutes, the clock
+    moved forward 7 h (a new timezone) after the 5th and back 1 h (DST ends) after the 9th."""
+    path = tmp_path / "results.tsv"
+    start = pd.Timestamp("2026-03-28T22:00:00")
+    for i, shift in enumerate([0] * 5 + [7] * 4 + [6] * 4):
+        at = start + pd.Timedelta(minutes=10 * i) + pd.Timedelta(hours=shift)
+        row = {"commit": f"c{i}", "target": "ncbi_disease", "dev_f1": "0.5", "train_s": "300",
+               "repeats": 1, "status": "discard"}  # fmt: skip
+        append_row(path, {"timestamp": at.isoformat(), **row})
+    s = analysis.summarize(analysis.load_experiments(path, None), path)
+    assert s["cost"]["hours"] == pytest.approx(2.0) and s["cost"]["per_hour"] == pytest.approx(6.0)
+    assert "Cost: 6.0 experiments/hour over 2.00 h" in analysis.summary_markdown(s)
