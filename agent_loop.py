@@ -24,19 +24,21 @@ from nerlab.stats import NOISE_MARGIN
 
 def make_proposer(agent: str, args, root: Path):
     if agent == "optuna":
-        from nerlab.agents.optuna_search import OptunaProposer
+        from nerlab.agents.optuna_search import OptunaProposer, recorded_results
 
         # The search space is relative to the config the run started from (saved on the first
         # start), so a resumed study keeps meaning the same thing.
         first = root / "runs" / args.tag / "optuna_base.yaml"
         if not first.exists():
+            load_config(root / args.config)  # an invalid config is reported as the user's file
             first.parent.mkdir(parents=True, exist_ok=True)
             first.write_text((root / args.config).read_text())
         base = load_config(first)
         sources = [n for n, e in sorted(base.store().manifest().items()) if "train" in e["splits"]]
         sources += [a for a in ("bc5cdr_chem", "bc5cdr_disease") if "bc5cdr" in sources]
         storage = root / "runs" / args.tag / "optuna.db"
-        return OptunaProposer(base, sources, storage, seed=args.seed)
+        finished = recorded_results(root, args.tag, args.results)
+        return OptunaProposer(base, sources, storage, seed=args.seed, finished=finished)
     from nerlab.agents.claude import ClaudeProposer
 
     return ClaudeProposer((root / "program.md").read_text(), model=args.model)

@@ -1,19 +1,23 @@
 """Proposers: Claude through the real anthropic SDK against a mock transport, and Optuna."""
 
 import json
+from pathlib import Path
 
 import anthropic
 import httpx2 as httpx  # the anthropic SDK 2.x speaks httpx2
 import optuna
 import pytest
+import sqlalchemy.exc
 import yaml
 
 from nerlab.agents import Context, ProposalError, ProposerUnavailable
 from nerlab.agents.claude import ClaudeProposer
-from nerlab.agents.optuna_search import OptunaProposer
+from nerlab.agents.optuna_search import OptunaProposer, recorded_results
 from nerlab.config import parse_config
 from nerlab.errors import UserError
 from nerlab.loop import LoopOptions, ResearchLoop
+from nerlab.results import read_results
+from tests.conftest import ROOT, run_script
 from tests.test_loop import BASE, make_repo
 
 GOOD = yaml.safe_dump(BASE)
@@ -274,3 +278,47 @@ def test_optuna_never_pairs_overlapping_views_and_leaves_numbering_to_the_loop(
     raw, description = proposer._config(optuna.trial.FixedTrial(both))
     assert raw["curriculum"][0]["corpora"] == ["bc5cdr_chem", "bc5cdr_disease"]
     assert description.startswith("mix(bc5cdr_chem+bc5cdr_disease) 40% -> target |")
+
+
+def test_a_full_disk_under_the_study_is_one_line_and_the_restart_tells_the_lost_result(
+    tmp_path, synthetic_home, monkeypatch
+):
+    """`database or disk is full` when the study records a result: the loop stops with one
+    line after the row; the next start gives the trial that row's result, not FAIL."""
+    monkeypatch.setenv("NER_AR_HOME", str(synthetic_home))
+    repo = make_repo(tmp_path / "proj", fake_train=True)
+    db = repo / "runs" / "t" / "optuna.db"
+    sources = ["bc5cdr_disease", "bc2gm"]
+
+    def full(*args, **kwargs):
+        full_disk = sqlalchemy.exc.OperationalError(
+            "COMMIT", {}, Exception("database or disk is full")
+        )
+        raise optuna.exceptions.StorageInternalError("commit failed") from full_disk
+
+    proposer = OptunaProposer(parse_config(BASE), sources, db)
+    monkeypatch.setattr(optuna.storages.RDBStorage, "set_trial_state_values", full)
+    loop = ResearchLoop(repo, LoopOptions(tag="t", max_experiments=3), proposer,
+                        say=lambda *a: None)  # fmt: skip
+    with pytest.raises(ProposerUnavailable) as e:
+        loop.run()
+    assert "database or disk is full" in str(e.value) and "\n" not in str(e.value)
+    monkeypatch.undo()  # space freed
+    monkeypatch.setenv("NER_AR_HOME", str(synthetic_home))
+    rows = read_results(repo / "results.tsv")
+    assert len(rows) == 2 and rows["status"].iloc[1] != "crash"  # the baseline, then [2]
+    finished = recorded_results(repo, "t", Path("results.tsv"))
+    assert finished == {1: rows["dev_f1"].iloc[0], 2: rows["dev_f1"].iloc[1]}
+    again = OptunaProposer(parse_config(BASE), sources, db, finished=finished)
+    (trial,) = again.study.trials
+    assert trial.state.name == "COMPLETE" and trial.value == rows["dev_f1"].iloc[1]
+
+
+def test_a_config_that_is_not_a_mapping_is_reported_as_the_users_file(tmp_path, synthetic_home):
+    repo = make_repo(tmp_path / "proj", fake_train=True)
+    (repo / "configs" / "list.yaml").write_text("- target: ncbi_disease\n- model: tiny\n")
+    r = run_script(str(ROOT / "agent_loop.py"), "--tag", "t", "--agent", "optuna", "--config",
+                   "configs/list.yaml", home=synthetic_home, cwd=repo)  # fmt: skip
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "configs/list.yaml" in r.stderr and "optuna_base" not in r.stderr
+    assert not (repo / "runs" / "t" / "optuna_base.yaml").exists()
