@@ -91,10 +91,13 @@ def cached_encode(
     ).hexdigest()[:24]
     path = Path(cache_dir) / f"{key}.pt"
     if path.exists():
-        d = torch.load(path, weights_only=True)
-        return Encoded(
-            _unflat(d["ids"], d["lens"]), _unflat(d["widx"], d["lens"]), d["sentence"].tolist()
-        )
+        try:
+            d = torch.load(path, weights_only=True)
+            return Encoded(
+                _unflat(d["ids"], d["lens"]), _unflat(d["widx"], d["lens"]), d["sentence"].tolist()
+            )
+        except Exception as e:  # any damage (truncated, overwritten): the cache is derived data
+            print(f"note: {path} is damaged ({type(e).__name__}): rebuilding it", flush=True)
     enc = encode(sentences, tokenizer, max_length)
     path.parent.mkdir(parents=True, exist_ok=True)
     lens = torch.tensor([len(x) for x in enc.input_ids])

@@ -105,3 +105,24 @@ def test_byte_level_bpe_gets_a_prefix_space_per_word(tmp_path):
     firsts = [pieces[enc.word_ids(0).index(w)] for w in range(3)]
     assert all(p.startswith("Ġ") for p in firsts), pieces  # words are not glued together
     assert tok.tokenize("induced") == tok.tokenize(" induced")
+
+
+def test_a_damaged_cache_file_is_rebuilt_with_a_note(tokenizer, tmp_path, capsys):
+    sents = generate("ncbi_disease")["dev"]
+    first = cached_encode(sents, tokenizer, 32, tmp_path, fingerprint="abc")
+    (cached,) = tmp_path.glob("*.pt")
+    cached.write_bytes(cached.read_bytes()[:100])  # truncated: a disk filled up, a power loss
+    assert cached_encode(sents, tokenizer, 32, tmp_path, fingerprint="abc") == first
+    assert f"note: {cached} is damaged" in capsys.readouterr().out
+    assert cached_encode(sents, tokenizer, 32, tmp_path, fingerprint="abc") == first
+    assert "damaged" not in capsys.readouterr().out  # the rebuilt file is whole
+
+
+def test_a_damaged_tiny_tokenizer_is_trained_again_with_a_note(tmp_path, capsys):
+    texts = generate("linnaeus")["train"]
+    vocab = load_tokenizer("tiny", texts, tmp_path).get_vocab()
+    (saved,) = tmp_path.glob("tiny-tokenizer-*/tokenizer.json")
+    saved.write_text(saved.read_text()[:500])
+    again = load_tokenizer("tiny", texts, tmp_path).get_vocab()
+    assert len(again) == len(vocab) and len(set(again) & set(vocab)) > 0.9 * len(vocab)
+    assert f"note: {saved.parent} is damaged" in capsys.readouterr().out
