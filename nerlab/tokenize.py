@@ -52,9 +52,10 @@ def encode(sentences: list[Sentence], tokenizer, max_length: int) -> Encoded:
     if max_length < 3:
         raise ValueError("max_length must leave room for one subword between special tokens")
     body = max_length - 2  # [CLS] ... [SEP]
-    batch = tokenizer(
-        [s.tokens for s in sentences], is_split_into_words=True, add_special_tokens=False
-    )
+    batch = tokenizer(  # not verbose: a sentence past the model's length is windowed below
+        [s.tokens for s in sentences], is_split_into_words=True, add_special_tokens=False,
+        verbose=False,
+    )  # fmt: skip
     cls, sep, unk = tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.unk_token_id
     enc = Encoded([], [], [])
     for si, s in enumerate(sentences):
