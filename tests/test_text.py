@@ -7,8 +7,13 @@ import html as stdlib_html
 import re
 
 import pytest
+import yaml
 
+from nerlab.agents import Proposal
+from nerlab.loop import LoopOptions, ResearchLoop
+from nerlab.results import read_results
 from nerlab.text import html, markdown, visible
+from tests.test_loop import BASE, make_repo
 
 HOSTILE = [
     "<script>alert(1)</script>",
@@ -42,3 +47,29 @@ def test_html_and_terminal():
     assert visible("a\x1b[2Jb\x07\u202e\n") == "a\\x1b[2Jb\\x07\\u202e\\n"
     assert all(c.isprintable() for t in HOSTILE for c in visible(t))
     assert visible("F1 — ok: ΔF1 $x$") == "F1 — ok: ΔF1 $x$"
+
+
+class Hostile:
+    """A proposer whose description would drive a terminal (clear screen, bell, bidi)."""
+
+    name = "hostile"
+    description = "lr 0.01 \x1b[2J\x1b[31m\x07\u202e <script>"
+
+    def propose(self, ctx, error=None):
+        raw = {**BASE, "optim": {**BASE["optim"], "lr": 0.01}}
+        return Proposal(yaml.safe_dump(raw), self.description)
+
+    def observe(self, proposal, f1):
+        pass
+
+
+def test_the_loop_prints_descriptions_without_control_characters(tmp_path, synthetic_home,
+                                                                  monkeypatch):  # fmt: skip
+    monkeypatch.setenv("NER_AR_HOME", str(synthetic_home))
+    repo = make_repo(tmp_path / "proj", fake_train=True)
+    said: list[str] = []
+    ResearchLoop(repo, LoopOptions(tag="t", max_experiments=2), Hostile(), said.append).run()
+    assert any("\\x1b[2J" in line for line in said)  # shown, escaped
+    assert all(c.isprintable() for line in said for c in line)
+    rows = read_results(repo / "results.tsv")  # the data keeps the text as written
+    assert rows["description"].iloc[1].startswith(Hostile.description)
