@@ -10,11 +10,11 @@ from __future__ import annotations
 import html as _html
 import re
 
-# Markdown punctuation that starts emphasis, code, links, images or table cells anywhere in a
-# line; `<` and `&` are HTML-escaped instead, so no tag or entity reaches a renderer (a `>`
-# starts nothing but a quote at the start of a line: `->` stays readable). A `_` between two
-# letters or digits cannot start emphasis: `ncbi_disease` stays as it is.
-MARKDOWN_SPECIAL = re.compile(r"([\\`*\[\]|~]|(?<![^\W_])_|_(?![^\W_]))")
+# Markdown punctuation that starts emphasis, code, links, images, table cells or math (GitHub
+# renders `$...$`) anywhere in a line; `<` and `&` are HTML-escaped instead, so no tag or
+# entity reaches a renderer (a `>` starts nothing but a quote at the start of a line: `->`
+# stays readable). A `_` between two letters or digits starts no emphasis: `ncbi_disease` stays.
+MARKDOWN_SPECIAL = re.compile(r"([\\`*\[\]|~$]|(?<![^\W_])_|_(?![^\W_]))")
 # what starts a block (heading, list, quote, setext underline) at the start of a line
 MARKDOWN_LINE_START = re.compile(r"^(\s*(?:\d+(?=[.)]))?)([#+\-=.)>])")
 # figures: matplotlib renders `$...$` as mathtext (a parse error on a lone `$`, TeX with usetex)

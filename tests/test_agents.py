@@ -16,7 +16,7 @@ from nerlab.agents.optuna_search import OptunaProposer, recorded_results
 from nerlab.config import parse_config
 from nerlab.errors import UserError
 from nerlab.loop import LoopOptions, ResearchLoop
-from nerlab.results import read_results
+from nerlab.results import COLUMNS, read_results
 from tests.conftest import ROOT, run_script
 from tests.test_loop import BASE, make_repo
 
@@ -322,3 +322,10 @@ def test_a_config_that_is_not_a_mapping_is_reported_as_the_users_file(tmp_path, 
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "configs/list.yaml" in r.stderr and "optuna_base" not in r.stderr
     assert not (repo / "runs" / "t" / "optuna_base.yaml").exists()
+
+
+def test_recorded_results_read_past_a_torn_row(tmp_path):
+    repo = make_repo(tmp_path / "proj", fake_train=True)
+    (repo / "results.tsv").write_text("\t".join(COLUMNS) + "\n2026-01-01T00:00:00\tab")  # torn
+    assert recorded_results(repo, "t", Path("results.tsv")) == {}
+    assert (repo / "results.tsv.partial").exists()

@@ -22,6 +22,7 @@ from nerlab.agents import Context, Proposal, ProposerUnavailable
 from nerlab.config import ExperimentConfig, dump_config, head_key, parse_config
 from nerlab.gitops import RunBranch
 from nerlab.ledger import Ledger
+from nerlab.results import repair
 
 NONE = "none"
 EXPERIMENT = "experiment"  # the trial's user attribute: the loop's experiment number
@@ -145,6 +146,7 @@ class OptunaProposer:
 def recorded_results(root: Path, tag: str, results: Path) -> dict[int, float | None]:
     """The tag's experiments that have a row: number -> mean dev F1, None for a crash."""
     git = RunBranch(root, tag)
+    repair(root / results)  # a row torn by a kill is set aside, as the loop's start does
     rows = Ledger(root / results, git, "").tag_rows()
     last = {
         c: (status, f1) for c, status, f1 in zip(rows["commit"], rows["status"], rows["dev_f1"])
