@@ -95,7 +95,7 @@ def test_a_pause_is_left_out_of_the_budget(monkeypatch):
     assert p.paused_seconds == 59.0 and math.isclose(p.train_seconds, 10.9)
 
 
-PAUSE_S = 15.0
+PAUSE_S = 25.0  # above 10 recent steps even on a loaded machine (PAUSE_FACTOR)
 
 
 @pytest.mark.slow
@@ -114,13 +114,14 @@ def test_train_py_suspended_mid_run_still_trains_its_budget(synthetic_home):
         lines.append(line)
         if re.match(r"stage \d \| step (\d\d+) ", line):
             break
+    time.sleep(1.0)  # into a step: a stop between two steps costs the budget nothing
     proc.send_signal(signal.SIGSTOP)
     time.sleep(PAUSE_S)
     proc.send_signal(signal.SIGCONT)
     out = "".join(lines) + proc.communicate(timeout=HANG_GUARD_S)[0]
     assert proc.returncode == 0, out[-3000:]
     s = parse_summary(out)
-    assert float(s["paused_seconds"]) >= PAUSE_S - 1.0 and "paused: step" in out
+    assert float(s["paused_seconds"]) >= PAUSE_S - 1.0 and "paused: step" in out, out
     assert float(s["train_seconds"]) < PAUSE_S  # the pause is not training
     after = out[out.index("paused: step") :]
     assert re.search(r"stage 2 \| step \d+ .* [1-9]\d* s left", after)  # trained on after it
