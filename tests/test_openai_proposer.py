@@ -228,7 +228,8 @@ def test_an_outage_beyond_the_sdk_retries_waits_within_the_patience(env):
 
 def test_no_credit_is_not_waited_for(env):
     empty = error(429, "You exceeded your current quota", code="insufficient_quota")
-    with serve([empty] * 5), pytest.raises(ProposerUnavailable, match="no credit"):
+    server = serve([empty] * 5)
+    with server, pytest.raises(ProposerUnavailable, match="no credit"):
         proposer(server, env).propose(ctx())
 
 

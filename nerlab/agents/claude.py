@@ -31,8 +31,6 @@ TRANSIENT = (
     anthropic.InternalServerError,  # 5xx, overloaded
 )
 
-TOOLS = anthropic_tools()
-
 
 class ClaudeProposer:
     name = "claude"
@@ -95,7 +93,7 @@ class ClaudeProposer:
                             "cache_control": {"type": "ephemeral"},
                         }
                     ],  # fmt: skip
-                    tools=TOOLS,
+                    tools=anthropic_tools(),
                     tool_choice={"type": "any", "disable_parallel_tool_use": True},
                     messages=self.messages,
                 )
