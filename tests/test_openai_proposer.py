@@ -2,8 +2,13 @@
 127.0.0.1 (tests/chat_server.py), configured through OPENAI_BASE_URL and OPENAI_API_KEY."""
 
 import json
+import os
+import re
 import socket
+import subprocess
+import sys
 
+import git
 import openai
 import pytest
 import yaml
@@ -14,7 +19,9 @@ from nerlab.agents.openai_compat import OpenAIProposer
 from nerlab.agents.prompt import ASK_JSON, render, trim_results
 from nerlab.errors import UserError
 from nerlab.loop import LoopOptions, ResearchLoop
+from nerlab.results import read_results
 from tests.chat_server import HANG, ChatServer, call, error, propose, text, tool_calls
+from tests.conftest import HANG_GUARD_S, ROOT
 from tests.test_loop import BASE, make_repo
 
 GOOD = yaml.safe_dump(BASE)
@@ -266,3 +273,57 @@ def test_agent_default_and_why():
     assert choose_agent("optuna", {"ANTHROPIC_API_KEY": "k"}) == ("optuna", "--agent optuna")
     with pytest.raises(UserError, match="--agent anthropic needs ANTHROPIC_API_KEY"):
         choose_agent("anthropic", {})
+
+
+def researcher(body: dict):
+    """A scripted model for a whole loop: experiment 2 reads a log first, experiment 3 makes
+    an invalid proposal first; each experiment n then proposes lr LRS[n]."""
+    messages = body["messages"]
+    n = int(re.match(r"Experiment (\d+)\.", messages[1]["content"]).group(1))
+    if messages[-1]["role"] == "user" and n == 2:
+        return tool_calls(call("read_run_log", {"experiment": 1, "lines": 5}, id="call_log"))
+    if messages[-1]["role"] == "user" and n == 3:
+        return propose(BAD, "half a curriculum", id="call_bad")
+    raw = {**BASE, "optim": {**BASE["optim"], "lr": LRS[n]}}
+    return propose(yaml.safe_dump(raw), f"lr {LRS[n]}", id=f"call_{n}")
+
+
+LRS = {2: 0.07, 3: 0.06, 4: 0.08}  # fake trainer: dev F1 = 10 * lr (baseline 0.5)
+
+
+@pytest.mark.slow
+def test_agent_loop_end_to_end_with_two_workers_and_the_key_nowhere_on_disk(
+    tmp_path, synthetic_home
+):
+    pytest.importorskip("ray", reason="--workers 2 runs on Ray")
+    repo = make_repo(tmp_path / "proj", fake_train=True)
+    env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
+    args = ["--tag", "t", "--max-experiments", "4", "--workers", "2", "--confirm-repeats", "1"]
+    with ChatServer(researcher, key=SECRET) as server:
+        env |= {"NER_AR_HOME": str(synthetic_home), "OPENAI_BASE_URL": server.url,
+                "OPENAI_API_KEY": SECRET}  # fmt: skip
+        command = [sys.executable, str(ROOT / "agent_loop.py"), *args]
+        r = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True,
+                           timeout=HANG_GUARD_S)  # fmt: skip
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    assert out.splitlines()[0] == (
+        f"agent: openai (test-model at {server.url}): "
+        "OPENAI_BASE_URL is set and ANTHROPIC_API_KEY is not"
+    )  # no --model: the server's only model
+    assert "ray: 2 workers" in out
+    rows = read_results(repo / "results.tsv")
+    ideas = [d.split(" [")[0] for d in rows["description"]]
+    assert sorted(ideas) == ["baseline", "lr 0.06", "lr 0.07", "lr 0.08"]
+    assert set(rows["status"]) <= {"keep", "discard"}
+    best = rows.loc[rows["dev_f1"].idxmax()]
+    assert best["status"] == "keep" and best["description"].startswith("lr 0.08")
+    assert git.Repo(repo).head.commit.hexsha[:7] == best["commit"]
+    sent = [b["messages"][-1] for b in server.requests]
+    assert any(m["role"] == "tool" and m["tool_call_id"] == "call_log" for m in sent)
+    rejected = [m for m in sent if m.get("tool_call_id") == "call_bad"]
+    assert "stage fractions must sum to 1" in rejected[0]["content"]
+    # the key went to the server and nowhere else: not on disk, in git or in the output
+    on_disk = subprocess.run(["grep", "-rl", SECRET, "runs", "results.tsv", ".git"], cwd=repo)
+    history = git.Repo(repo).git.log("--all", "-p")
+    assert on_disk.returncode == 1 and SECRET not in history and SECRET not in out
