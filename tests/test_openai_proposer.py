@@ -229,7 +229,7 @@ def test_an_outage_beyond_the_sdk_retries_waits_within_the_patience(env):
     with serve([propose(GOOD), *[error(429, "slow down")] * 15]) as server:
         p = proposer(server, env, sleep=slept.append, patience=60)
         p.propose(ctx())
-        with pytest.raises(ProposerUnavailable, match="unavailable for 90 s"):
+        with pytest.raises(ProposerUnavailable, match="was unavailable for 90 s"):
             p.propose(ctx())
 
 

@@ -78,7 +78,9 @@ class OpenAIProposer:
         self.keep_results: int | None = None  # results rows that fit the model's context
         self.messages: list[dict] = []
         self.pending: str | None = None  # id of the propose_experiment call awaiting its result
-        self.model = model or self._only_model()
+        self.model = model or ""
+        if not model:
+            self.model = self._only_model()  # the server's only one; an error lists them if not
 
     def propose(self, ctx: Context, error: str | None = None) -> Proposal:
         if error is None:
@@ -180,7 +182,9 @@ class OpenAIProposer:
                     raise ProposerUnavailable(self._explain(e)) from None
                 failure = f"{e.status_code} {type(e).__name__}"
             if waited >= self.patience:
-                msg = f"the server at {self.base_url} unavailable for {waited:.0f} s ({failure})"
+                msg = (
+                    f"the server at {self.base_url} was unavailable for {waited:.0f} s ({failure})"
+                )
                 raise ProposerUnavailable(msg)
             self.say(f"openai: {failure}; retrying in {delay:.0f} s")
             self.sleep(delay)
@@ -264,9 +268,11 @@ class OpenAIProposer:
         try:
             models = self._models()
         except openai.OpenAIError:
+            models = []
+        if self.model in models or not models:
             return (
-                f"the server at {self.base_url} answered 404 ({said}) and lists no models at "
-                "/models: is the base URL right? (it usually ends in /v1)"
+                f"the server at {self.base_url} answered 404 ({said}) to a chat completion: is "
+                "the base URL right? (it usually ends in /v1)"
             )
         return f"the server at {self.base_url} has no model {self.model!r}: {_pick(models)}"
 
