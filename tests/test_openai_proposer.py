@@ -152,6 +152,13 @@ def test_401_is_one_line_naming_the_key_and_never_showing_it(env):
     assert SECRET not in message
 
 
+def test_403_names_the_model_and_what_to_do(env):
+    server = serve([error(403, "You are not allowed to sample from this model")])
+    with server, pytest.raises(ProposerUnavailable) as e:
+        proposer(server, env, model="gpt-x").propose(ctx())
+    assert "403" in str(e.value) and "model gpt-x" in str(e.value) and "--model" in str(e.value)
+
+
 def test_an_unknown_model_lists_the_servers_models(env):
     missing = error(404, "model 'llama9' not found, try pulling it first")
     server = serve([missing], models=("qwen3:8b", "llama3.1:8b"))
@@ -196,6 +203,23 @@ def test_a_server_never_reached_fails_at_once(env):
         p.propose(ctx())
     assert slept == [] and str(e.value).startswith(f"cannot reach the server at {url} (")
     assert "OPENAI_BASE_URL or --base-url" in str(e.value)
+
+
+@pytest.mark.slow
+def test_agent_loop_stops_with_one_line_when_the_server_is_never_reached(tmp_path, synthetic_home):
+    repo = make_repo(tmp_path / "proj", fake_train=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    env = {**os.environ, "NER_AR_HOME": str(synthetic_home), "OPENAI_API_KEY": SECRET}
+    command = [sys.executable, str(ROOT / "agent_loop.py"), "--tag", "t", "--agent", "openai",
+               "--base-url", url, "--model", "m", "--max-experiments", "3"]  # fmt: skip
+    r = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True,
+                       timeout=HANG_GUARD_S)  # fmt: skip
+    assert r.returncode == 1 and r.stdout.startswith(f"agent: openai (m at {url}): --agent openai")
+    assert r.stderr.strip().startswith(f"error: cannot reach the server at {url} (")
+    assert len(r.stderr.strip().splitlines()) == 1 and SECRET not in r.stdout + r.stderr
+    assert read_results(repo / "results.tsv")["status"].tolist() == ["keep"]  # the baseline
 
 
 def test_a_server_that_never_answers_times_out_with_what_to_do(env):
