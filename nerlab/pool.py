@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from nerlab.errors import UserError
+from nerlab.redact import is_secret
 from nerlab.runner import RunOutcome, RunSpec, kill_all, run_for_ray, run_train
 
 RAY_GRACE = 120.0  # beyond a run's own timeout before the driver gives up on its Ray task
@@ -81,12 +82,13 @@ NEVER = ("RAY_", "CUDA_VISIBLE_DEVICES", "ANTHROPIC_")  # Ray's, the GPU choice,
 def task_env(local: bool) -> dict[str, str]:
     """The driver's environment for train.py in a Ray task: all of it on a local instance (the
     same machine, as a sequential run would see it), the project's and Hugging Face's settings
-    on a cluster (other nodes have their own PATH, CUDA, ...). Never the secrets (train.py
-    needs no API key, and task arguments live in Ray's object store)."""
+    on a cluster (other nodes have their own PATH, CUDA, ...). Never a secret: no
+    `*_API_KEY`, `*_TOKEN` or `*_SECRET` (train.py needs none, and task arguments live in
+    Ray's object store; a node that downloads a gated model logs in with `hf auth login`)."""
     return {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(NEVER) and (local or k.startswith(CARRIED))
+        if not k.startswith(NEVER) and not is_secret(k) and (local or k.startswith(CARRIED))
     }
 
 

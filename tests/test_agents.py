@@ -329,3 +329,28 @@ def test_recorded_results_read_past_a_torn_row(tmp_path):
     (repo / "results.tsv").write_text("\t".join(COLUMNS) + "\n2026-01-01T00:00:00\tab")  # torn
     assert recorded_results(repo, "t", Path("results.tsv")) == {}
     assert (repo / "results.tsv.partial").exists()
+
+
+def test_both_llm_proposers_send_the_one_shared_prompt_and_tools(monkeypatch):
+    from nerlab.agents import prompt
+    from nerlab.agents.openai_compat import OpenAIProposer
+    from tests.chat_server import ChatServer
+    from tests.chat_server import propose as chat_propose
+
+    # a change to the shared definitions reaches both proposers
+    monkeypatch.setitem(prompt.PROPOSE, "description", "SHARED DESCRIPTION")
+    context = ctx(running="- [3] bc2gm first")
+    server = Server(ok(propose(GOOD)))
+    claude(server).propose(context)
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    with ChatServer([chat_propose(GOOD)]) as chat:
+        OpenAIProposer("PROGRAM TEXT", model="m", base_url=chat.url).propose(context)
+    to_claude, to_openai = server.requests[0], chat.requests[0]
+    assert to_claude["system"][0]["text"] == "PROGRAM TEXT" == to_openai["messages"][0]["content"]
+    first = prompt.render(context)
+    assert to_claude["messages"][0]["content"] == first == to_openai["messages"][1]["content"]
+    shared = [(t["name"], t["description"], t["parameters"]) for t in prompt.TOOLS]
+    assert shared[0][1] == "SHARED DESCRIPTION"
+    assert [(t["name"], t["description"], t["input_schema"]) for t in to_claude["tools"]] == shared
+    functions = [t["function"] for t in to_openai["tools"]]
+    assert [(f["name"], f["description"], f["parameters"]) for f in functions] == shared

@@ -121,3 +121,15 @@ def test_ray_tasks_get_the_users_settings_but_never_the_api_key(monkeypatch):
     assert "ANTHROPIC_API_KEY" not in local and "ANTHROPIC_API_KEY" not in cluster
     assert local["HF_HOME"] == cluster["HF_HOME"] == "/data/hf"
     assert local["MY_SETTING"] == "1" and "MY_SETTING" not in cluster
+
+
+def test_ray_tasks_never_get_any_secret(monkeypatch):
+    from nerlab.pool import task_env
+
+    secrets = ("OPENAI_API_KEY", "HF_TOKEN", "GITHUB_TOKEN", "MY_SERVICE_SECRET", "openai_api_key")
+    for name in secrets:
+        monkeypatch.setenv(name, "s3cr3t-value")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://localhost:11434/v1")
+    for env in (task_env(local=True), task_env(local=False)):
+        assert not set(secrets) & set(env)
+    assert task_env(local=True)["OPENAI_BASE_URL"] == "http://localhost:11434/v1"
