@@ -19,10 +19,10 @@ from pathlib import Path
 from nerlab.config import load_config
 from nerlab.errors import UserError, run_cli
 from nerlab.loop import LoopOptions, ResearchLoop
-from nerlab.stats import NOISE_MARGIN
+from nerlab.policy import MIN_SEEDS, NOISE_MARGIN
 
 
-def make_proposer(agent: str, args, root: Path):
+def make_proposer(agent: str, args, root: Path, config: Path):
     if agent == "optuna":
         from nerlab.agents.optuna_search import OptunaProposer
 
@@ -31,7 +31,7 @@ def make_proposer(agent: str, args, root: Path):
         first = root / "runs" / args.tag / "optuna_base.yaml"
         if not first.exists():
             first.parent.mkdir(parents=True, exist_ok=True)
-            first.write_text((root / args.config).read_text())
+            first.write_text(config.read_text())
         base = load_config(first)
         sources = [n for n, e in sorted(base.store().manifest().items()) if "train" in e["splits"]]
         sources += [a for a in ("bc5cdr_chem", "bc5cdr_disease") if "bc5cdr" in sources]
@@ -50,7 +50,12 @@ def main() -> int:
         choices=["anthropic", "optuna"],
         help="default: anthropic when ANTHROPIC_API_KEY is set, else optuna",
     )
-    p.add_argument("--config", type=Path, default=Path("configs/current.yaml"))
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="the config file the tag edits (default: a resumed tag's own, else "
+        "configs/current.yaml); fixed for the tag by its first experiment",
+    )
     p.add_argument("--results", type=Path, default=Path("results.tsv"))
     p.add_argument(
         "--max-experiments",
@@ -69,7 +74,7 @@ def main() -> int:
     p.add_argument(
         "--confirm-repeats",
         type=int,
-        default=3,
+        default=MIN_SEEDS,
         help="seeds behind a win within the noise margin (1 = no confirmation)",
     )
     p.add_argument(
@@ -108,7 +113,7 @@ def main() -> int:
         gpus_per_run=args.gpus_per_run,
     )
     loop = ResearchLoop(Path.cwd(), opts, proposer=None)
-    loop.proposer = make_proposer(agent, args, loop.root)
+    loop.proposer = make_proposer(agent, args, loop.root, loop.config_path)
     loop.run()
     return 0
 

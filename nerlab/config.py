@@ -5,6 +5,7 @@ Every error names the field and what is allowed, so a human or an agent can fix 
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Literal
 
@@ -292,3 +293,9 @@ def _describe_yaml_error(e: yaml.YAMLError) -> str:
     if "'\\t'" in problem:  # PyYAML: "found character '\t' that cannot start any token"
         problem = "a tab character; YAML indents with spaces only"
     return f"{where}: {' '.join(problem.split())}"
+
+
+def config_hash(text: str) -> str:
+    """The sha256 of a config's text (surrounding whitespace aside, as git shows a file), so a
+    run's log says which config it ran (train.py's summary, the runner's log header)."""
+    return hashlib.sha256(text.strip().encode("utf-8")).hexdigest()

@@ -14,7 +14,7 @@ from nerlab.agents.optuna_search import OptunaProposer
 from nerlab.config import parse_config
 from nerlab.errors import UserError
 from nerlab.loop import LoopOptions, ResearchLoop
-from tests.test_loop import BASE, make_repo
+from tests.helpers import BASE, make_repo
 
 GOOD = yaml.safe_dump(BASE)
 BAD = yaml.safe_dump({**BASE, "curriculum": [{"corpora": ["ncbi_disease"], "fraction": 0.5}]})

@@ -18,17 +18,9 @@ from nerlab.gitops import RunBranch
 from nerlab.results import append_row
 from nerlab.stats import diff_ci
 from tests.conftest import ROOT
-from tests.test_loop import make_repo
+from tests.helpers import FINAL_BASE as BASE
+from tests.helpers import make_repo
 
-BASE = {
-    "target": "ncbi_disease",
-    "model": "tiny",
-    "data": "synthetic",
-    "budget": {"steps": 20},
-    "max_length": 48,
-    "curriculum": [{"corpora": ["ncbi_disease"], "fraction": 1.0}],
-    "optim": {"lr": 0.005, "batch_size": 32},
-}
 CRASHING_TRAIN = f"""
 import os, runpy, sys
 if os.environ.get("CRASH_SEED") and f"seed={{os.environ['CRASH_SEED']}}" in sys.argv:

@@ -16,7 +16,7 @@ from nerlab.analysis import tag_experiments
 from nerlab.errors import UserError
 from nerlab.gitops import RunBranch
 from nerlab.results import append_row
-from tests.test_final import BASE
+from tests.helpers import FINAL_BASE as BASE
 
 
 @pytest.fixture
