@@ -31,6 +31,8 @@ PREFIX = "autoresearch: "
 NUMBER = re.compile(r"^autoresearch: \[(\d+)\] ")
 TRAILER = re.compile(r"^([A-Z][A-Za-z-]*): (.+)$")
 ROLES = ("baseline", "experiment")
+DEFAULT_CONFIG = Path("configs/current.yaml")  # the config file of a tag that names none
+HAND_BASELINE = "baseline"  # the subject of a hand-run tag's first commit (program.md)
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,15 @@ def parse_experiment(message: str) -> ExperimentCommit | None:
         tag=fields.get("tag"),
         ran_as=ran_as[:7] if ran_as and re.fullmatch(r"[0-9a-f]{7,40}", ran_as) else None,
     )
+
+
+def is_baseline(commit: git.Commit) -> bool:
+    """A tag's baseline: an experiment commit whose role says so, or a hand-made commit whose
+    subject is exactly `baseline` (program.md's convention for record.py)."""
+    info = parse_experiment(commit.message)
+    if info is not None and info.role is not None:
+        return info.role == "baseline"
+    return commit.summary == HAND_BASELINE
 
 
 def repo_path(root: Path, path: Path | str, base: Path) -> str:
@@ -285,9 +296,9 @@ class RunBranch:
                 return changed[0], f"the file experiment {n} changed (a tag without trailers)"
         return None, "no experiment of the tag names or changes a config file"
 
-    def choose_config(self, given: Path | None, base: Path, default: Path, say=print) -> Path:
+    def choose_config(self, given: Path | None, base: Path, say=print) -> Path:
         """The config file for this tag, absolute: the tag's own when it has experiments (a
-        `given` one that contradicts it is refused), else `given` or `default`. `given` is
+        `given` one that contradicts it is refused), else `given` or DEFAULT_CONFIG. `given` is
         relative to `base` (the user's working directory)."""
         rel = repo_path(self.root, given, base) if given is not None else None
         tagged, how = self.tag_config()
@@ -299,7 +310,7 @@ class RunBranch:
                 f"or pass --config {tagged}"
             )
         if tagged is None and rel is None:
-            rel = repo_path(self.root, default, self.root)
+            rel = DEFAULT_CONFIG.as_posix()
         return self.root / (tagged or rel)
 
     def on_branch(self) -> set[str]:

@@ -37,8 +37,6 @@ from nerlab.recovery import recover, restore_cut_reset
 from nerlab.results import repair
 from nerlab.runner import RunOutcome, RunSpec
 
-DEFAULT_CONFIG = Path("configs/current.yaml")
-
 
 @dataclass
 class LoopOptions:
@@ -61,7 +59,7 @@ class ResearchLoop:
         self.opts, self.proposer, self.say = opts, proposer, say
         self.git = RunBranch(root, opts.tag)
         self.root = self.git.root
-        self.config_path = self.git.choose_config(opts.config, root, DEFAULT_CONFIG, say)
+        self.config_path = self.git.choose_config(opts.config, root, say)
         if not self.config_path.is_file():  # before a branch or a commit is made
             raise UserError(f"{self.config_path}: config file not found")
         self.runs_dir = self.root / "runs" / opts.tag
