@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from nerlab.errors import UserError
-from nerlab.gitops import PREFIX
+from nerlab.gitops import PREFIX, parse_experiment
 from nerlab.ledger import Best
 from nerlab.loop import LoopOptions, ResearchLoop
 from nerlab.results import read_results
@@ -357,3 +357,54 @@ def test_hostile_proposals_go_back_to_the_proposer(repo):
     assert len(proposer.errors[1]) < 300 and len(proposer.errors[2]) < 300
     rows = read_results(repo / "results.tsv")
     assert rows["status"].tolist() == ["keep", "keep"]
+
+
+def smoke_config(repo: Path) -> Path:
+    """A second config file in the repository, as the README's --config configs/smoke.yaml."""
+    path = repo / "configs" / "smoke.yaml"
+    path.write_text(yaml.safe_dump({**BASE, "optim": {**BASE["optim"], "lr": 0.06}}))
+    git.Repo(repo).git.commit("-am", "a smoke config")
+    return path
+
+
+def test_a_resumed_tag_goes_on_with_its_own_config(repo):
+    smoke = smoke_config(repo)
+    run_loop(repo, [0.07], max_experiments=2, config=Path("configs/smoke.yaml"))
+    loop, _ = run_loop(repo, [0.08], max_experiments=3)  # resumed without --config
+    assert loop.config_path == smoke
+    rows = read_results(repo / "results.tsv")
+    assert rows["status"].tolist() == ["keep", "keep", "keep"]
+    assert rows["config"].tolist() == ["configs/smoke.yaml"] * 3 and rows["n"].tolist() == [1, 2, 3]
+    r = git.Repo(repo)
+    assert (
+        "lr: 0.08" in smoke.read_text()
+        and "lr: 0.05" in (repo / "configs/current.yaml").read_text()
+    )
+    info = parse_experiment(r.head.commit.message)
+    assert (info.n, info.role, info.config, info.tag) == (
+        3,
+        "experiment",
+        "configs/smoke.yaml",
+        "t",
+    )
+
+
+def test_a_config_contradicting_the_tag_is_refused_with_the_tags(repo):
+    smoke_config(repo)
+    run_loop(repo, [], max_experiments=1, config=Path("configs/smoke.yaml"))
+    with pytest.raises(
+        UserError, match="tag 't' edits configs/smoke.yaml .*--config configs/smoke"
+    ):
+        run_loop(repo, [0.08], max_experiments=2, config=Path("configs/current.yaml"))
+    loop, _ = run_loop(repo / "configs", [0.08], max_experiments=2, config=Path("smoke.yaml"))
+    assert loop.config_path == repo / "configs" / "smoke.yaml"  # from a subdirectory: as meant
+
+
+def test_a_config_outside_the_repository_is_refused_before_any_branch(repo, tmp_path):
+    outside = tmp_path / "elsewhere.yaml"
+    outside.write_text(yaml.safe_dump(BASE))
+    with pytest.raises(UserError, match="outside the repository"):
+        run_loop(repo, [], max_experiments=1, config=outside)
+    with pytest.raises(UserError, match="config file not found"):
+        run_loop(repo, [], max_experiments=1, config=Path("configs/missing.yaml"))
+    assert [h.name for h in git.Repo(repo).heads] == ["main"]
