@@ -41,7 +41,8 @@ def make_tag(repo, tag: str, experiments: list[tuple[str, float | None, str, flo
     for n, (description, lr, status, f1) in enumerate(experiments, 1):
         raw = BASE if lr is None else {**BASE, "optim": {**BASE["optim"], "lr": lr}}
         text = yaml.safe_dump(raw)
-        commit = git.experiment_commit(n, path, text, description, git.tip().hexsha)
+        role = "baseline" if n == 1 else "experiment"
+        commit = git.experiment_commit(n, path, text, description, git.tip().hexsha, role)
         append_row(
             repo / "results.tsv",
             {
@@ -50,10 +51,13 @@ def make_tag(repo, tag: str, experiments: list[tuple[str, float | None, str, flo
                 "dev_f1": f"{f1:.6f}",
                 "status": status,
                 "description": description,
+                "tag": tag,
+                "n": n,
+                "role": role,
             },
         )
         if status == "keep":
-            git.land(n, commit, path, text, description)
+            git.land(n, commit, path, text, description, role)
     git.repo.git.checkout("main")
 
 
