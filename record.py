@@ -44,7 +44,9 @@ def main() -> int:
     )
     args = p.parse_args()
     if args.timeout:
-        print(run_timeout(load_config(head_config(Path.cwd(), args.config))))
+        cfg = load_config(head_config(Path.cwd(), args.config))
+        cfg.views()  # the corpora too: a run that cannot start is caught before it is timed
+        print(run_timeout(cfg))
         return 0
     if args.log is None:
         raise UserError("name the log to record (python record.py run.log), or pass --timeout")

@@ -158,11 +158,12 @@ def parse_config_text(text: str, source: str = "config") -> ExperimentConfig:
 
 
 def parse_config(raw: dict, source: str = "config") -> ExperimentConfig:
+    """The schema alone, pure: the corpora are resolved against the prepared store by
+    `cfg.views()`, where runs start and proposals are checked."""
     try:
         cfg = ExperimentConfig.model_validate(raw)
     except ValidationError as e:
         raise UserError(f"{source}: " + "; ".join(_describe(err) for err in e.errors())) from None
-    cfg.views()  # unknown corpora, types, untrained target
     return cfg
 
 

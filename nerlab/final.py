@@ -33,7 +33,7 @@ from nerlab.gitops import RunBranch, parse_experiment
 from nerlab.ledger import Ledger
 from nerlab.metrics import Scores, score, write_predictions
 from nerlab.modelio import load_tagger
-from nerlab.pool import make_pool
+from nerlab.pool import keep_running, make_pool
 from nerlab.runner import RunOutcome, RunSpec
 from nerlab.stats import diff_ci, mean_ci
 from nerlab.training import load_task, pick_device, predict
@@ -165,21 +165,13 @@ class FinalEvaluation:
     def _train(self, todo: list[tuple[Arm, int]]) -> None:
         self.say(f"final: {len(todo)} runs to train ({self.opts.seeds} seeds per config)")
         pool = make_pool(self.opts.workers, self.opts.ray_address, say=self.say)
-        try:
-            queue = list(todo)
-            while queue or pool.in_flight():
-                self._fill(pool, queue)
-                (arm, seed), outcome = pool.wait()
-                self._fill(pool, queue)  # the workers train on while this one is scored
+        try:  # the workers train on while a finished seed is scored
+            for (arm, seed), outcome in keep_running(pool, (self._job(*t) for t in todo)):
                 self._finished(arm, seed, outcome)
         finally:
             pool.close()
 
-    def _fill(self, pool, queue: list[tuple[Arm, int]]) -> None:
-        while queue and pool.in_flight() < pool.workers:
-            self._submit(pool, *queue.pop(0))
-
-    def _submit(self, pool, arm: Arm, seed: int) -> None:
+    def _job(self, arm: Arm, seed: int) -> tuple[tuple[Arm, int], RunSpec, Path]:
         out = self.seed_dir(arm, seed)
         out.parent.mkdir(parents=True, exist_ok=True)
         spec = RunSpec(
@@ -190,7 +182,7 @@ class FinalEvaluation:
             save_model=str(out),
         )
         self.say(f"[{arm.role} {arm.commit} seed {seed}] training")
-        pool.submit((arm, seed), spec, out.parent / f"seed{seed}.log")
+        return (arm, seed), spec, out.parent / f"seed{seed}.log"
 
     def _finished(self, arm: Arm, seed: int, outcome: RunOutcome) -> None:
         label = f"[{arm.role} {arm.commit} seed {seed}]"

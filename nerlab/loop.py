@@ -89,6 +89,7 @@ class ResearchLoop:
         self.say(f"{'resuming' if resumed else 'created'} branch {self.git.branch} ({rel})")
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         start_cfg = load_config(self.config_path)
+        start_cfg.views()  # its corpora are prepared: else the baseline would only crash
         self.ledger = Ledger(self.root / self.opts.results, self.git, start_cfg.target, rel)
         if self.ledger.path.exists():
             repair(self.ledger.path)  # a row torn by a kill is set aside, not lost

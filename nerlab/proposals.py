@@ -45,6 +45,7 @@ class ProposalCheck:
         if len(proposal.config_yaml) > MAX_CONFIG_CHARS:
             raise UserError(f"config_yaml is over {MAX_CONFIG_CHARS} characters")
         cfg = parse_config_text(proposal.config_yaml, source="config_yaml")
+        cfg.views()  # its corpora and types exist in the prepared store
         for name, value in self.fixed.items():
             if getattr(cfg, name) != value:
                 shown = (
