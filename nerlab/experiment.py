@@ -29,6 +29,26 @@ class Experiment:
         return self.role == "baseline"
 
 
+@dataclass(frozen=True)
+class RunLogs:
+    """A tag's run logs, runs/<tag>/<n>.log (and <n>.confirm.log for a confirmation)."""
+
+    dir: Path
+
+    def path(self, n: int, suffix: str = "") -> Path:
+        return self.dir / f"{n}{suffix}.log"
+
+    def tail(self, n: int, lines: int) -> str:
+        path = self.path(n)
+        if not path.exists():
+            return f"no log for experiment {n}"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def numbers(self) -> list[int]:
+        """The experiment numbers that have a log (a failed proposal's included)."""
+        return [int(p.stem) for p in self.dir.glob("*.log") if p.stem.isdigit()]
+
+
 def rebuild(git: RunBranch, n: int, commit: str, config_path: Path) -> Experiment:
     """Experiment n as its commit holds it."""
     info = git.info(commit)

@@ -34,6 +34,7 @@ from nerlab.ledger import Ledger
 from nerlab.metrics import Scores, score, write_predictions
 from nerlab.modelio import load_tagger
 from nerlab.pool import keep_running, make_pool
+from nerlab.provenance import choose_config
 from nerlab.runner import RunOutcome, RunSpec
 from nerlab.stats import diff_ci, mean_ci
 from nerlab.training import load_task, pick_device, predict
@@ -90,7 +91,7 @@ def tag_arms(root: Path, tag: str, config: Path | None, results: Path, say=print
     best = git.ran_as(tip)
     if parse_experiment(tip.message) is None or best not in number:
         raise UserError(f"tag {tag!r} has no kept experiment yet (not even its baseline)")
-    path = git.choose_config(config, root, say)
+    path = choose_config(git, config, root, say)
     rows = Ledger(Path(root) / results, git, "").rows()
     baselines = [n for n in experiments if git.info(experiments[n]).role == "baseline"]
     first = max(n for n in baselines if n <= number[best])  # a restarted baseline: the last

@@ -9,9 +9,9 @@ experiment whose parent is no longer the tip lands as a new commit on the tip wi
 config, naming the commit that ran in a `Ran-as:` trailer.
 
 What an experiment is travels with it as trailers (`Tag:`, `Experiment:`, `Role:`, `Config:`,
-and `Ran-as:` on a landed copy), read back by `parse_experiment` alone; so final.py, the report,
-record.py and a resumed loop know which config file the tag edits. Commits made before the
-trailers existed are read by their subject and by the file they changed (`git diff-tree`).
+and `Ran-as:` on a landed copy), read back by `parse_experiment` alone (nerlab.provenance
+turns them into the config file a tag edits). Commits made before the trailers existed are
+read by their subject.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ PREFIX = "autoresearch: "
 NUMBER = re.compile(r"^autoresearch: \[(\d+)\] ")
 TRAILER = re.compile(r"^([A-Z][A-Za-z-]*): (.+)$")
 ROLES = ("baseline", "experiment")
-DEFAULT_CONFIG = Path("configs/current.yaml")  # the config file of a tag that names none
 HAND_BASELINE = "baseline"  # the subject of a hand-run tag's first commit (program.md)
 
 
@@ -86,28 +85,6 @@ def is_baseline(commit: git.Commit) -> bool:
     if info is not None and info.role is not None:
         return info.role == "baseline"
     return commit.summary == HAND_BASELINE
-
-
-def repo_path(root: Path, path: Path | str, base: Path) -> str:
-    """`path` as the user meant it (relative to `base`, their working directory) expressed
-    relative to the repository `root`; a path outside it is a one-line error."""
-    full = (Path(base) / path).resolve()
-    try:
-        return full.relative_to(Path(root).resolve()).as_posix()
-    except ValueError:
-        raise UserError(
-            f"--config {path}: {full} is outside the repository {root}; the loop commits the "
-            "config, so it must be a file of this repository"
-        ) from None
-
-
-def short_head(path: Path) -> str:
-    """Short hash of HEAD for the repository containing `path`, or '-' outside git."""
-    try:
-        repo = git.Repo(path, search_parent_directories=True)
-        return repo.head.commit.hexsha[:7]
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError, ValueError):
-        return "-"
 
 
 class RunBranch:
@@ -254,6 +231,14 @@ class RunBranch:
                 out[int(ref.rsplit("/", 1)[-1])] = sha[:7]
         return out
 
+    def changed(self, commit: str) -> list[str]:
+        """The files a commit changed against its first parent (none for a root commit)."""
+        c = self.repo.commit(commit)
+        if not c.parents:
+            return []
+        out = self.repo.git.diff_tree("--no-commit-id", "--name-only", "-r", c.parents[0], c)
+        return out.split()
+
     def show(self, commit: str, path: Path) -> str:
         rel = Path(path).resolve().relative_to(self.root).as_posix()
         return self.repo.git.show(f"{commit}:{rel}")
@@ -265,7 +250,7 @@ class RunBranch:
 
     def info(self, commit: str) -> ExperimentCommit:
         """An experiment of this tag as fields; an old commit's role is inferred (the tag's
-        first experiment is its baseline) and its config is the file it changed, if one."""
+        first experiment is its baseline)."""
         c = self.repo.commit(commit)
         info = parse_experiment(c.message)
         if info is None:
@@ -276,42 +261,6 @@ class RunBranch:
             info = ExperimentCommit(info.n, info.description, role, info.config, info.tag,
                                     info.ran_as)  # fmt: skip
         return info
-
-    def tag_config(self) -> tuple[str | None, str]:
-        """The config file this tag's loop edits (relative to the repository) and how it is
-        known: from the experiments' `Config:` trailer, or, for a tag made before those, from
-        the one file its experiments changed. (None, why) when nothing tells."""
-        experiments = self.experiments()
-        for n in sorted(experiments):
-            info = parse_experiment(self.repo.commit(experiments[n]).message)
-            if info and info.config:
-                return info.config, f"the Config: trailer of experiment {n}"
-        for n in sorted(experiments):  # the baseline changes nothing; the others one file
-            c = self.repo.commit(experiments[n])
-            if not c.parents:
-                continue
-            changed = self.repo.git.diff_tree("--no-commit-id", "--name-only", "-r",
-                                              c.parents[0].hexsha, c.hexsha).split()  # fmt: skip
-            if len(changed) == 1:
-                return changed[0], f"the file experiment {n} changed (a tag without trailers)"
-        return None, "no experiment of the tag names or changes a config file"
-
-    def choose_config(self, given: Path | None, base: Path, say=print) -> Path:
-        """The config file for this tag, absolute: the tag's own when it has experiments (a
-        `given` one that contradicts it is refused), else `given` or DEFAULT_CONFIG. `given` is
-        relative to `base` (the user's working directory)."""
-        rel = repo_path(self.root, given, base) if given is not None else None
-        tagged, how = self.tag_config()
-        if tagged and not how.startswith("the Config:"):
-            say(f"note: tag {self.tag!r} edits {tagged}: {how}")
-        if tagged and rel and rel != tagged:
-            raise UserError(
-                f"--config {given}: tag {self.tag!r} edits {tagged} ({how}); drop --config "
-                f"or pass --config {tagged}"
-            )
-        if tagged is None and rel is None:
-            rel = DEFAULT_CONFIG.as_posix()
-        return self.root / (tagged or rel)
 
     def on_branch(self) -> set[str]:
         """Experiments the branch holds (by the commit that ran)."""

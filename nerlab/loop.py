@@ -24,15 +24,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nerlab import policy, stats
-from nerlab.agents import Context, Proposal, ProposalError, Proposer, ProposerUnavailable
+from nerlab.agents import Context, Proposal, Proposer
 from nerlab.config import ExperimentConfig, dump_config, load_config, parse_config_text
 from nerlab.context import corpora_text, proposer_context
 from nerlab.errors import UserError
-from nerlab.experiment import Experiment
+from nerlab.experiment import Experiment, RunLogs
 from nerlab.gitops import RunBranch
 from nerlab.ledger import Best, Ledger
 from nerlab.pool import Pool, make_pool
-from nerlab.proposals import ProposalCheck
+from nerlab.proposals import NoValidProposal, ProposalCheck, ask
+from nerlab.provenance import choose_config
 from nerlab.recovery import recover, restore_cut_reset
 from nerlab.results import repair
 from nerlab.runner import RunOutcome, RunSpec
@@ -59,10 +60,10 @@ class ResearchLoop:
         self.opts, self.proposer, self.say = opts, proposer, say
         self.git = RunBranch(root, opts.tag)
         self.root = self.git.root
-        self.config_path = self.git.choose_config(opts.config, root, say)
+        self.config_path = choose_config(self.git, opts.config, root, say)
         if not self.config_path.is_file():  # before a branch or a commit is made
             raise UserError(f"{self.config_path}: config file not found")
-        self.runs_dir = self.root / "runs" / opts.tag
+        self.logs = RunLogs(self.root / "runs" / opts.tag)
         self.ledger: Ledger | None = None
         self.best: Best | None = None
         self.check: ProposalCheck | None = None
@@ -87,7 +88,7 @@ class ResearchLoop:
         resumed = self.git.checkout()
         rel = self.config_path.relative_to(self.root).as_posix()
         self.say(f"{'resuming' if resumed else 'created'} branch {self.git.branch} ({rel})")
-        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        self.logs.dir.mkdir(parents=True, exist_ok=True)
         start_cfg = load_config(self.config_path)
         start_cfg.views()  # its corpora are prepared: else the baseline would only crash
         self.ledger = Ledger(self.root / self.opts.results, self.git, start_cfg.target, rel)
@@ -167,12 +168,9 @@ class ResearchLoop:
     def _baseline(self) -> Experiment:
         """The first experiment: the config as it is, as an experiment commit of its own, so
         this tag's score is never another tag's."""
-        n = self._next_number()
         text = self.config_path.read_text()
-        commit = self.git.experiment_commit(n, self.config_path, text, "baseline",
-                                            self.git.tip().hexsha, "baseline")  # fmt: skip
-        exp = Experiment(n, commit, "baseline", "baseline", text, parse_config_text(text))
-        self.say(f"[{n}] baseline: {exp.cfg.target}, config as committed")
+        exp = self._commit("baseline", "baseline", text, parse_config_text(text))
+        self.say(f"[{exp.n}] baseline: {exp.cfg.target}, config as committed")
         return exp
 
     def _next_experiment(self) -> Experiment | None:
@@ -182,30 +180,27 @@ class ResearchLoop:
             return None
         proposal, cfg = found
         text = f"# agent_loop.py ({self.proposer.name}) experiment {n}: {proposal.description}\n"
-        text += dump_config(cfg)
-        commit = self.git.experiment_commit(n, self.config_path, text, proposal.description,
-                                            self.git.tip().hexsha, "experiment")  # fmt: skip
-        self.say(f"[{n}] {commit} {proposal.description}")
-        return Experiment(n, commit, "experiment", proposal.description, text, cfg, proposal)
+        exp = self._commit("experiment", proposal.description, text + dump_config(cfg), cfg,
+                           proposal)  # fmt: skip
+        self.say(f"[{n}] {exp.commit} {proposal.description}")
+        return exp
+
+    def _commit(self, role: str, description: str, text: str, cfg: ExperimentConfig,
+                proposal: Proposal | None = None) -> Experiment:  # fmt: skip
+        n = self._next_number()
+        commit = self.git.experiment_commit(n, self.config_path, text, description,
+                                            self.git.tip().hexsha, role)  # fmt: skip
+        return Experiment(n, commit, role, description, text, cfg, proposal)
 
     def _proposal(self, n: int) -> tuple[Proposal, ExperimentConfig] | None:
-        """Ask until a proposal passes the checks (each refusal goes back to the proposer)."""
-        ctx = self._context(n)
-        error = None
-        for _ in range(policy.MAX_PROPOSAL_TRIES):
-            proposal = None
-            try:
-                proposal = self.proposer.propose(ctx, error)
-                return proposal, self.check.check(proposal)
-            except ProposerUnavailable:
-                raise
-            except (UserError, ProposalError) as e:
-                error = str(e)
-            self.say(f"[{n}] proposal rejected: {error}")
-            if proposal is not None:
-                self.proposer.observe(proposal, None)
-        reason = f"no valid proposal after {policy.MAX_PROPOSAL_TRIES} tries: {error}"
-        self.log(n).write_text(reason + "\n")
+        """A checked proposal, or, when the tries are spent, a crash row for number n."""
+        try:
+            return ask(
+                self.proposer, self._context(n), self.check, lambda m: self.say(f"[{n}] {m}")
+            )
+        except NoValidProposal as e:
+            reason = str(e)
+        self.logs.path(n).write_text(reason + "\n")
         self.ledger.record(n, "-", "experiment", "", RunOutcome("crash", reason=reason))
         self._count_crash(reason)
         return None
@@ -213,7 +208,7 @@ class ResearchLoop:
     def _context(self, n: int) -> Context:
         return proposer_context(n, self.ledger.tag_rows(), self.config_path.read_text(),
                                 self.best, self.in_flight.values(), self._corpora_text,
-                                self._log_tail)  # fmt: skip
+                                self.logs.tail)  # fmt: skip
 
     @functools.cached_property
     def _corpora_text(self) -> str:
@@ -224,7 +219,7 @@ class ResearchLoop:
         self.check.remember(exp.cfg, f"experiment {exp.n} (running now)")
         spec = RunSpec(exp.config_text, tuple(sets), self._timeout(exp.cfg, repeats),
                        str(self.root / "train.py"))  # fmt: skip
-        pool.submit(exp.n, spec, self.log(exp.n, suffix))
+        pool.submit(exp.n, spec, self.logs.path(exp.n, suffix))
 
     def _timeout(self, cfg: ExperimentConfig, repeats: int) -> float:
         if self.opts.timeout:
@@ -282,7 +277,9 @@ class ResearchLoop:
             if exp.proposal is not None:
                 self.proposer.observe(exp.proposal, None)
             if exp.baseline and "interrupted" not in outcome.reason:
-                raise UserError(f"the baseline crashed ({outcome.reason}); see {self.log(exp.n)}")
+                raise UserError(
+                    f"the baseline crashed ({outcome.reason}); see {self.logs.path(exp.n)}"
+                )
 
     def _count_crash(self, reason: str) -> None:
         """Stop when crashes repeat one reason: no config can avoid it (data gone, GPU lost)."""
@@ -295,17 +292,6 @@ class ResearchLoop:
                 f"avoid: {reason}"
             )
 
-    # -- files -----------------------------------------------------------------------------
-
-    def log(self, n: int, suffix: str = "") -> Path:
-        return self.runs_dir / f"{n}{suffix}.log"
-
-    def _log_tail(self, n: int, lines: int) -> str:
-        path = self.log(n)
-        if not path.exists():
-            return f"no log for experiment {n}"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
     def _next_number(self) -> int:
-        logs = [int(p.stem) for p in self.runs_dir.glob("*.log") if p.stem.isdigit()]
-        return max([*logs, *self.git.experiments(), *self.in_flight], default=0) + 1
+        used = [*self.logs.numbers(), *self.git.experiments(), *self.in_flight]
+        return max(used, default=0) + 1

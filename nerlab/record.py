@@ -20,10 +20,10 @@ from pathlib import Path
 
 import git
 
-from nerlab import policy
+from nerlab import policy, provenance
 from nerlab.config import ExperimentConfig, config_hash, load_config
 from nerlab.errors import UserError
-from nerlab.gitops import DEFAULT_CONFIG, HAND_BASELINE, is_baseline, parse_experiment, repo_path
+from nerlab.gitops import HAND_BASELINE, is_baseline, parse_experiment
 from nerlab.ledger import Best
 from nerlab.policy import MIN_SEEDS, NOISE_MARGIN
 from nerlab.results import append_row, read_results, results_row
@@ -50,38 +50,9 @@ def run_timeout(cfg: ExperimentConfig, repeats: int | None = None) -> int:
 
 
 def head_config(root: Path, given: Path | None) -> Path:
-    """The config file HEAD's experiment edits, relative to the repository: the `Config:`
-    trailer of the nearest experiment commit, else the one file HEAD's commit changed (a
-    hand-made commit), else `given` or configs/current.yaml. A `given` that contradicts the
-    commits is refused; it is relative to `root`, where the user stands."""
-    repo = _repo(root)
-    top = Path(repo.working_tree_dir)
-    rel = repo_path(top, given, root) if given is not None else None
-    known, how = _config_of_history(repo)
-    if known and rel and known != rel:
-        raise UserError(
-            f"--config {given}: this branch's experiments edit {known} ({how}); drop --config "
-            f"or pass --config {known}"
-        )
-    return Path(known or rel or DEFAULT_CONFIG.as_posix())
-
-
-def _config_of_history(repo: git.Repo) -> tuple[str | None, str]:
-    for c in repo.iter_commits("HEAD", first_parent=True, max_count=1000):
-        info = parse_experiment(c.message)
-        if info is not None and info.config:
-            return info.config, f"the Config: trailer of {c.hexsha[:7]}"
-        if is_baseline(c):
-            break
-    head = repo.head.commit
-    if head.parents:
-        changed = [
-            p for p in repo.git.diff_tree("--no-commit-id", "--name-only", "-r", head.parents[0],
-                                          head).split() if p.endswith((".yaml", ".yml"))
-        ]  # fmt: skip
-        if len(changed) == 1:
-            return changed[0], f"the config file {head.hexsha[:7]} changed"
-    return None, ""
+    """The config file HEAD's experiment edits, relative to the repository (nerlab.provenance);
+    `given` is relative to `root`, where the user stands."""
+    return provenance.head_config(_repo(root), given, root)
 
 
 def record(
@@ -271,7 +242,7 @@ def _train_command(config: Path) -> str:
 
 
 def _config_flag(config: Path) -> str:
-    return "" if config == DEFAULT_CONFIG else f" --config {config}"
+    return "" if config == provenance.DEFAULT_CONFIG else f" --config {config}"
 
 
 def python() -> str:

@@ -6,18 +6,40 @@ reach the branch lands, and a `git reset --hard` cut short is completed."""
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
 
 from git import GitCommandError
 
-from nerlab.experiment import Experiment, logged, rebuild
+from nerlab.experiment import Experiment, RunLogs, logged, rebuild
+from nerlab.gitops import RunBranch
+from nerlab.ledger import Best, Ledger
+from nerlab.proposals import ProposalCheck
 from nerlab.runner import RunOutcome
-
-if TYPE_CHECKING:
-    from nerlab.loop import ResearchLoop
+from nerlab.stats import Decision
 
 
-def restore_cut_reset(loop: ResearchLoop) -> None:
+class Driver(Protocol):
+    """What recovery needs of the loop (nerlab.loop.ResearchLoop): its state, and its own way
+    to decide, record and land, so a recovered experiment is concluded exactly as a live one."""
+
+    root: Path
+    config_path: Path
+    git: RunBranch
+    ledger: Ledger
+    check: ProposalCheck
+    best: Best | None
+    logs: RunLogs
+    say: Callable[[str], None]
+
+    def decide(self, exp: Experiment) -> Decision: ...
+    def conclude(self, exp: Experiment, decision: Decision) -> None: ...
+    def land(self, exp: Experiment) -> None: ...
+    def record(self, exp: Experiment, outcome: RunOutcome) -> None: ...
+
+
+def restore_cut_reset(loop: Driver) -> None:
     """A kill inside `git reset --hard` leaves the branch moved but the config file old:
     ours to restore, but only when the file holds a config this branch already had."""
     git, path = loop.git, loop.config_path
@@ -36,7 +58,7 @@ def restore_cut_reset(loop: ResearchLoop) -> None:
         git.reset_to("HEAD")
 
 
-def recover(loop: ResearchLoop) -> None:
+def recover(loop: Driver) -> None:
     """Give every experiment without a row its row; land a keep that was not landed."""
     statuses = loop.ledger.statuses()
     experiments = loop.git.experiments()
@@ -54,9 +76,9 @@ def recover(loop: ResearchLoop) -> None:
             loop.check.remember(exp.cfg, f"experiment {n} ({statuses[commit]})")
 
 
-def _recover_one(loop: ResearchLoop, exp: Experiment) -> None:
+def _recover_one(loop: Driver, exp: Experiment) -> None:
     """A run the last loop did not record: its result if its log holds one, else a crash."""
-    first = logged(loop.log(exp.n))
+    first = logged(loop.logs.path(exp.n))
     if first is None or not first.ok:
         loop.say(f"recovering: [{exp.n}] {exp.commit} ({exp.description}) has no row: "
                  "interrupted")  # fmt: skip
@@ -65,7 +87,7 @@ def _recover_one(loop: ResearchLoop, exp: Experiment) -> None:
     loop.say(f"recovering: [{exp.n}] {exp.commit} finished before the loop stopped")
     loop.best = loop.ledger.best()
     exp.first, exp.f1s = first, first.f1s
-    confirm = logged(loop.log(exp.n, ".confirm"))
+    confirm = logged(loop.logs.path(exp.n, ".confirm"))
     if confirm is not None and confirm.ok:
         exp.f1s = first.f1s + confirm.f1s
     decision = loop.decide(exp)

@@ -37,6 +37,7 @@ from nerlab.final import fmt_diff, fmt_points
 from nerlab.gitops import RunBranch
 from nerlab.plots import plot_matrix, plt, progress_figure
 from nerlab.proposals import config_diff
+from nerlab.provenance import choose_config
 from nerlab.summary import parse_summary
 
 STYLE = """
@@ -70,7 +71,7 @@ def write_report(
 def render(root: Path, tag: str, results: Path, config: Path | None, matrix: Path) -> str:
     df = tag_experiments(results, root, tag)
     git = RunBranch(root, tag)
-    config = git.choose_config(config, root, lambda m: print(m, file=sys.stderr))
+    config = choose_config(git, config, root, lambda m: print(m, file=sys.stderr))
     summary = summarize(df, results)
     final_path = root / "runs" / tag / "final.json"
     final = json.loads(final_path.read_text()) if final_path.exists() else None

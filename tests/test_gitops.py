@@ -8,6 +8,7 @@ import pytest
 
 from nerlab.errors import UserError
 from nerlab.gitops import RunBranch, parse_experiment
+from nerlab.provenance import choose_config, tag_config
 
 
 @pytest.fixture
@@ -58,7 +59,7 @@ def test_trailers_carry_the_experiment_and_are_read_back(repo):
     info = parse_experiment(repo.commit(sha).message)
     assert (info.n, info.description, info.role, info.config, info.tag, info.ran_as) == (
         4, "lr 2 Role: x", "experiment", "configs/smoke.yaml", "t", None)  # fmt: skip
-    assert run.tag_config() == ("configs/smoke.yaml", "the Config: trailer of experiment 4")
+    assert tag_config(run) == ("configs/smoke.yaml", "the Config: trailer of experiment 4")
     assert parse_experiment("project\n\nExperiment: 3\n") is None  # not an experiment commit
 
 
@@ -78,9 +79,9 @@ def test_a_tag_without_trailers_is_read_from_its_diffs(repo):
     legacy_experiment(repo, 1, "baseline", {})
     legacy_experiment(repo, 2, "lr up", {"configs/smoke.yaml": "lr: 3\n"})
     run = RunBranch(Path(repo.working_tree_dir), "old")
-    config, how = run.tag_config()
+    config, how = tag_config(run)
     assert config == "configs/smoke.yaml" and "experiment 2 changed" in how
     notes = []
-    chosen = run.choose_config(None, Path(repo.working_tree_dir), notes.append)
+    chosen = choose_config(run, None, Path(repo.working_tree_dir), notes.append)
     assert chosen == Path(repo.working_tree_dir) / "configs" / "smoke.yaml" and notes
     assert [run.info(c).role for c in run.experiments().values()] == ["baseline", "experiment"]
