@@ -87,6 +87,15 @@ def is_baseline(commit: git.Commit) -> bool:
     return commit.summary == HAND_BASELINE
 
 
+def short_head(path: Path) -> str:
+    """Short hash of HEAD for the repository containing `path`, or '-' outside git."""
+    try:
+        repo = git.Repo(path, search_parent_directories=True)
+        return repo.head.commit.hexsha[:7]
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError, ValueError):
+        return "-"
+
+
 class RunBranch:
     """The loop's view of the repository: branch `autoresearch/<tag>`, kept commits only."""
 
