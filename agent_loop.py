@@ -20,7 +20,7 @@ from nerlab.agents import DEFAULT_REQUEST_TIMEOUT
 from nerlab.agents.factory import AGENTS, choose_agent, describe, make_proposer
 from nerlab.errors import UserError, run_cli
 from nerlab.loop import LoopOptions, ResearchLoop
-from nerlab.stats import NOISE_MARGIN
+from nerlab.policy import MIN_SEEDS, NOISE_MARGIN
 
 
 def main() -> int:
@@ -32,7 +32,12 @@ def main() -> int:
         help="default: anthropic when ANTHROPIC_API_KEY is set, else openai when "
         "OPENAI_BASE_URL or OPENAI_API_KEY is, else optuna",
     )
-    p.add_argument("--config", type=Path, default=Path("configs/current.yaml"))
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="the config file the tag edits (default: a resumed tag's own, else "
+        "configs/current.yaml); fixed for the tag by its first experiment",
+    )
     p.add_argument("--results", type=Path, default=Path("results.tsv"))
     p.add_argument(
         "--max-experiments",
@@ -51,7 +56,7 @@ def main() -> int:
     p.add_argument(
         "--confirm-repeats",
         type=int,
-        default=3,
+        default=MIN_SEEDS,
         help="seeds behind a win within the noise margin (1 = no confirmation)",
     )
     p.add_argument(
@@ -97,7 +102,7 @@ def main() -> int:
         gpus_per_run=args.gpus_per_run,
     )
     loop = ResearchLoop(Path.cwd(), opts, proposer=None)
-    loop.proposer = make_proposer(agent, args, loop.root)
+    loop.proposer = make_proposer(agent, args, loop.root, loop.config_path)
     print(f"agent: {describe(loop.proposer)}: {why}", flush=True)
     loop.run()
     return 0

@@ -33,13 +33,13 @@ from pathlib import Path
 import torch
 
 from nerlab.budget import Progress, lr_factor
-from nerlab.config import ExperimentConfig, dump_config, head_key, load_config
+from nerlab.config import ExperimentConfig, config_hash, dump_config, head_key, load_config
 from nerlab.errors import UserError
+from nerlab.gitops import short_head
 from nerlab.metrics import Scores, score, write_predictions
 from nerlab.model import TINY, load_encoder, load_tokenizer
 from nerlab.modelio import save_tagger
-from nerlab.results import append_row
-from nerlab.runner import results_row
+from nerlab.results import append_row, results_row
 from nerlab.store import home
 from nerlab.summary import format_summary
 from nerlab.training import (
@@ -258,6 +258,7 @@ def main() -> int:
         "steps": 0,
         "tokens_per_sec": 0.0,
         "peak_memory_gb": 0.0,
+        "config_sha256": _config_sha256(args.config),  # record.py matches it with the commit
     }
     cfg = None
     try:
@@ -283,8 +284,17 @@ def main() -> int:
     summary.setdefault("device", "")
     print(format_summary(summary), flush=True)
     if args.results:
-        append_row(args.results, results_row(summary, cfg.target if cfg else "", args.description))
+        row = results_row(summary, commit=short_head(Path.cwd()), target=cfg.target if cfg else "",
+                          description=args.description)  # fmt: skip
+        append_row(args.results, row)
     return 0 if summary["status"] == "ok" else 1
+
+
+def _config_sha256(path: str) -> str:
+    try:
+        return config_hash(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return ""  # load_config says what is wrong with the file
 
 
 def run(cfg: ExperimentConfig, args, device: torch.device) -> dict:

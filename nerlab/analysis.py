@@ -11,7 +11,6 @@ keep rate either. Notes (several targets in a file, crashed or unpaired matrix r
 from __future__ import annotations
 
 import math
-import re
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,13 +20,10 @@ import pandas as pd
 
 from nerlab.errors import UserError
 from nerlab.results import BASELINE, read_matrix, read_results
-from nerlab.stats import FIRST_RESULT, Interval, diff_ci, mean_ci
+from nerlab.stats import Interval, diff_ci, mean_ci
 from nerlab.text import markdown
 
 KEPT = ("keep", "ok")  # rows that may set the running best
-CRASH_REASON = re.compile(r"\s*\[crash: (.*)\]\s*$")
-BASELINE_NOTE = f"[keep: {FIRST_RESULT}"  # how the loop and record.py describe a baseline row
-NOTE = re.compile(r"\s*\[(?:keep|discard|crash|ok): (.*)\]\s*$")  # the row's decision note
 TOP_IMPROVEMENTS = 5
 LABEL_CHARS = 38  # a kept point's annotation: enough to tell experiments apart
 ROW = "row"  # tag_experiments: a row's place in the file (rows are in completion order)
@@ -58,6 +54,7 @@ def load_experiments(path: Path, target: str | None) -> pd.DataFrame:
     elif target not in targets:
         raise UserError(f"{path}: no rows for target {target!r}; targets: {', '.join(targets)}")
     df = df[df["target"] == target].reset_index(drop=True)
+    df = df.drop(columns="n")
     df.insert(0, "n", range(1, len(df) + 1))
     return df
 
@@ -75,6 +72,7 @@ def tag_experiments(path: Path, root: Path, tag: str) -> pd.DataFrame:
     df = df[df["commit"].isin(number)].drop_duplicates("commit", keep="last")
     if df.empty:
         raise UserError(f"{path}: no rows for the experiments of tag {tag!r}")
+    df = df.drop(columns="n")  # the refs number old-layout rows too
     df.insert(0, "n", df["commit"].map(number))
     df[ROW] = range(len(df))  # the completion order, for the time between rows (night_cost)
     return df.sort_values("n").reset_index(drop=True)
@@ -86,19 +84,18 @@ def running_best(df: pd.DataFrame) -> pd.Series:
     return kept.cummax().ffill()
 
 
-def crash_reason(description: str) -> str:
-    m = CRASH_REASON.search(description)
-    return m.group(1) if m else "(no reason recorded)"
+def crash_reason(reason: str) -> str:
+    return reason or "(no reason recorded)"
 
 
 def short(description: str, limit: int = LABEL_CHARS) -> str:
-    text = NOTE.sub("", description).strip() or "(no description)"
+    text = description.strip() or "(no description)"
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def summarize(df: pd.DataFrame, path: Path) -> dict:
     counts = {s: int((df["status"] == s).sum()) for s in ("keep", "discard", "crash", "ok")}
-    baseline = df["description"].str.contains(BASELINE_NOTE, regex=False)
+    baseline = df["role"] == "baseline"
     baselines = int((baseline & (df["status"] == "keep")).sum())
     judged = counts["keep"] + counts["discard"] + counts["crash"] - baselines
     best = running_best(df)
@@ -128,7 +125,7 @@ def summarize(df: pd.DataFrame, path: Path) -> dict:
     out["improvements"].sort(key=lambda x: math.inf if x["delta"] is None else -x["delta"])
     out["improvements"] = out["improvements"][:TOP_IMPROVEMENTS]
     for _, row in df[df["status"] == "crash"].iterrows():
-        out["crashes"].append({**_brief(row), "reason": crash_reason(row["description"])})
+        out["crashes"].append({**_brief(row), "reason": crash_reason(row["reason"])})
     return out
 
 
@@ -171,7 +168,7 @@ def _brief(row: pd.Series) -> dict:
         "commit": row["commit"],
         "dev_f1": None if pd.isna(f1) else float(f1),
         "status": row["status"],
-        "description": CRASH_REASON.sub("", row["description"]).strip(),
+        "description": row["description"],
     }
 
 

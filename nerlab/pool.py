@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from pathlib import Path
@@ -162,3 +163,27 @@ class RayPool:
         if self._started:
             with contextlib.suppress(Exception):
                 self.ray.shutdown()
+
+
+# -----------------------------------------------------------------------------
+# keeping a pool busy (final.py's seeds, the sweep's cells)
+
+
+def keep_running(
+    pool: Pool, jobs: Iterable[tuple[Any, RunSpec, Path]]
+) -> Iterator[tuple[Any, RunOutcome]]:
+    """Keep up to `pool.workers` of `jobs` (key, spec, log path) in flight, taken in order and
+    only when a worker is free, and yield each (key, outcome) as it finishes. The next job is
+    submitted before its predecessor's outcome is yielded, so workers train on while the
+    caller handles it."""
+    jobs = iter(jobs)
+
+    def fill() -> None:
+        while pool.in_flight() < pool.workers and (job := next(jobs, None)) is not None:
+            pool.submit(*job)
+
+    fill()
+    while pool.in_flight():
+        done = pool.wait()
+        fill()
+        yield done

@@ -11,7 +11,7 @@ import analyze
 from nerlab import analysis
 from nerlab.plots import plt, progress_figure
 from nerlab.results import append_row
-from tests.test_analyze import write_loop_log
+from tests.helpers import write_loop_log
 
 
 def crowded(tmp_path):

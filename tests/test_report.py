@@ -19,7 +19,7 @@ from nerlab.errors import UserError
 from nerlab.final import markdown as final_markdown
 from nerlab.gitops import RunBranch
 from nerlab.results import append_row
-from tests.test_final import BASE
+from tests.helpers import FINAL_BASE as BASE
 
 
 @pytest.fixture
@@ -57,13 +57,16 @@ def record_night(repo, descriptions: dict[int, str] | None = None) -> dict[int, 
     commits, texts = {}, {}
     for n, lr, *_ in NIGHT:
         texts[n] = yaml.safe_dump({**BASE, "optim": {**BASE["optim"], "lr": lr}})
-        description = "baseline" if n == 1 else descriptions.get(n, f"lr {lr}")
-        commits[n] = git_.experiment_commit(n, path, texts[n], description, git_.tip().hexsha)
+        description, role = (
+            ("baseline", "baseline") if n == 1 else (descriptions.get(n, f"lr {lr}"), "experiment")
+        )
+        commits[n] = git_.experiment_commit(n, path, texts[n], description, git_.tip().hexsha,
+                                            role)  # fmt: skip
     by_n = {row[0]: row for row in NIGHT}
     for n in FINISHED:
         _, lr, status, f1, std, reason = by_n[n]
-        description = ("baseline" if n == 1 else descriptions.get(n, f"lr {lr}")) + (
-            f" [crash: {reason}]" if reason else ""
+        description, role = (
+            ("baseline", "baseline") if n == 1 else (descriptions.get(n, f"lr {lr}"), "experiment")
         )
         append_row(
             repo / "results.tsv",
@@ -74,11 +77,15 @@ def record_night(repo, descriptions: dict[int, str] | None = None) -> dict[int, 
                 "dev_f1_std": f"{std:.6f}",
                 "repeats": 3 if std else 1,
                 "status": status,
+                "reason": reason,
                 "description": description,
+                "tag": "night",
+                "n": n,
+                "role": role,
             },
         )
         if status == "keep":
-            git_.land(n, commits[n], path, texts[n], description)
+            git_.land(n, commits[n], path, texts[n], description, role)
     git_.repo.git.checkout("main")
     run_dir = repo / "runs" / "night"
     run_dir.mkdir(parents=True)
@@ -154,9 +161,9 @@ def test_report_is_one_self_contained_page(repo):
     assert "<td>Disease</td><td class=num>80.00</td><td class=num>79.00</td>" in page
 
 
-def test_report_with_a_wrong_config_path_says_which(repo):
+def test_report_with_a_wrong_config_path_names_the_tags(repo):
     record_night(repo)
-    with pytest.raises(UserError, match="smoke.yaml is not in experiment commit"):
+    with pytest.raises(UserError, match="tag 'night' edits configs/current.yaml"):
         analyze.main(["report", "--tag", "night", "--config", "configs/smoke.yaml"])
 
 

@@ -13,7 +13,7 @@ from nerlab.agents import Proposal
 from nerlab.loop import LoopOptions, ResearchLoop
 from nerlab.results import read_results
 from nerlab.text import html, markdown, visible
-from tests.test_loop import BASE, make_repo
+from tests.helpers import BASE, make_repo
 
 HOSTILE = [
     "<script>alert(1)</script>",

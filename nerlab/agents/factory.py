@@ -31,8 +31,9 @@ def choose_agent(requested: str | None, env: Mapping[str, str] = os.environ) -> 
     return "optuna", "none of ANTHROPIC_API_KEY, OPENAI_BASE_URL, OPENAI_API_KEY is set"
 
 
-def make_proposer(agent: str, args: argparse.Namespace, root: Path) -> Proposer:
-    """`args`: agent_loop.py's options (tag, config, seed, model, base_url, request_timeout)."""
+def make_proposer(agent: str, args: argparse.Namespace, root: Path, config: Path) -> Proposer:
+    """`args`: agent_loop.py's options (tag, seed, model, base_url, request_timeout, results);
+    `config`: the config file the tag edits."""
     if agent == "optuna":
         from nerlab.agents.optuna_search import OptunaProposer, recorded_results
 
@@ -40,9 +41,9 @@ def make_proposer(agent: str, args: argparse.Namespace, root: Path) -> Proposer:
         # start), so a resumed study keeps meaning the same thing.
         first = root / "runs" / args.tag / "optuna_base.yaml"
         if not first.exists():
-            load_config(root / args.config)  # an invalid config is reported as the user's file
+            load_config(config)  # an invalid config is reported as the user's file
             first.parent.mkdir(parents=True, exist_ok=True)
-            first.write_text((root / args.config).read_text())
+            first.write_text(config.read_text())
         base = load_config(first)
         sources = [n for n, e in sorted(base.store().manifest().items()) if "train" in e["splits"]]
         sources += [a for a in ("bc5cdr_chem", "bc5cdr_disease") if "bc5cdr" in sources]
