@@ -508,8 +508,9 @@ def tag_findings(root: Path, tag: str, results: Path, config: Path | None = None
 
 
 def load_records(root: Path, tag: str, results: Path, config: Path | None = None) -> list[Record]:
-    """Each experiment of `tag` that has a row: its config as the experiment commit holds it
-    (at `config`, else the path the tag's experiment commits changed) and its row."""
+    """Each experiment of `tag` that has a row: its row, and its config as its commit holds it
+    at `config` when given, else at the path its row or its commit's Config trailer names, else
+    (older experiments) at the file the tag's experiment commits changed."""
     from git import GitCommandError
 
     from nerlab.analysis import tag_experiments
@@ -519,10 +520,11 @@ def load_records(root: Path, tag: str, results: Path, config: Path | None = None
 
     branch = RunBranch(root, tag)
     df = tag_experiments(results, root, tag)
-    rel = _config_path(branch, config)
+    given = _relative(branch, config) if config is not None else None
     out = []
     for row in df.itertuples():
         cfg, problem = None, ""
+        rel = given or row.config or branch.info(row.commit).config or _changed_most(branch)
         try:
             text = branch.repo.git.show(f"{row.commit}:{rel}")
             cfg = parse_config_text(text, source=f"{row.commit}:{rel}")
@@ -535,21 +537,21 @@ def load_records(root: Path, tag: str, results: Path, config: Path | None = None
     return out
 
 
-def _config_path(branch, config: Path | None) -> str:
-    """The config file of the tag's experiments, relative to the repository: `config` when
-    given, else the file most experiment commits changed against their parent (a baseline
-    commit changes nothing)."""
+def _relative(branch, config: Path) -> str:
     from nerlab.errors import UserError
 
-    if config is not None:
-        try:
-            return Path(config).resolve().relative_to(branch.root).as_posix()
-        except ValueError:
-            raise UserError(f"--config {config}: not inside the repository {branch.root}") from None
-    changed: Counter[str] = Counter()
-    for sha in branch.experiments().values():
-        files = branch.repo.git.diff_tree("--no-commit-id", "--name-only", "-r", sha).split()
-        changed.update(files)
+    try:
+        return Path(config).resolve().relative_to(branch.root).as_posix()
+    except ValueError:
+        raise UserError(f"--config {config}: not inside the repository {branch.root}") from None
+
+
+def _changed_most(branch) -> str:
+    """The file most of the tag's experiment commits changed against their parent (a baseline
+    commit changes nothing): the config, for commits that do not name it."""
+    from nerlab.errors import UserError
+
+    changed = Counter(f for sha in branch.experiments().values() for f in branch.changed(sha))
     if not changed:
         raise UserError(f"tag {branch.tag!r}: no experiment changed a file; name the config "
                         "the loop edited with --config")  # fmt: skip

@@ -216,10 +216,13 @@ def tagged(tmp_path, monkeypatch, synthetic_home):
     runs = [(raw(), 0.80, "keep"), (raw(sources=["bc2gm"]), 0.83, "discard"),
             (raw(lr=1.0), 0.0, "crash")]  # fmt: skip
     for n, (cfg, f1, status) in enumerate(runs, 1):
+        role = "baseline" if n == 1 else "experiment"
         commit = branch.experiment_commit(n, config, yaml.safe_dump(cfg), f"try {n}",
-                                          repo.head.commit.hexsha)  # fmt: skip
-        append_row(path / "results.tsv", {"commit": commit, "target": TARGET,
-                                          "dev_f1": f"{f1:.6f}", "status": status})  # fmt: skip
+                                          repo.head.commit.hexsha, role)  # fmt: skip
+        where = {"config": "configs/smoke.yaml"} if n == 2 else {}  # else the commit's trailer
+        append_row(path / "results.tsv", {"commit": commit, "target": TARGET, "tag": "night",
+                                          "n": n, "role": role, "dev_f1": f"{f1:.6f}",
+                                          "status": status, **where})  # fmt: skip
     append_row(path / "results.tsv", {"commit": "other", "target": TARGET, "dev_f1": "0.9",
                                       "status": "ok"})  # fmt: skip
     return path
