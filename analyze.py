@@ -4,6 +4,7 @@
     python analyze.py summary  [--results results.tsv] [--json] [--target T]
     python analyze.py matrix   [--results matrix.tsv] [--out matrix.png]
     python analyze.py report   --tag T [--results results.tsv]   # runs/<tag>/report.html
+    python analyze.py findings --tag T [--json] [--config PATH] [--results results.tsv]
 
 progress and summary read results.tsv (agent_loop.py, program.md, `train.py --results`). Its
 statuses: keep / discard / crash from the loop, and `ok` for a hand run of train.py. An `ok` row
@@ -15,6 +16,9 @@ targets, one target is analysed: --target, else the target of the latest row.
 matrix reads the file of `python -m nerlab.sweep matrix`: per (source -> target), the dev F1s
 of the source-then-target runs minus the target-only baseline's, mean and Welch 95% CI over
 seeds, in F1 points. A cell whose CI includes 0 is not significant (hatched, `ns`).
+
+findings reads a tag's experiment configs (from their commits) and rows: the effect of each
+factor the night varied on dev F1, with a 95% interval and n, or why there is no number.
 """
 
 from __future__ import annotations
@@ -71,9 +75,17 @@ def cmd_report(args) -> None:
     from nerlab.report import write_report
 
     out = Path(args.out) if args.out else Path("runs") / args.tag / "report.html"
-    write_report(Path.cwd(), args.tag, Path(args.results), Path(args.config), Path(args.matrix),
+    write_report(Path.cwd(), args.tag, Path(args.results), args.config, Path(args.matrix),
                  out)  # fmt: skip
     print(f"wrote {out}")
+
+
+def cmd_findings(args) -> None:
+    from nerlab.findings import findings_markdown, tag_findings
+
+    config = Path(args.config) if args.config else None
+    f = tag_findings(Path.cwd(), args.tag, Path(args.results), config)
+    print(json.dumps(f.to_json(), indent=2) if args.json else findings_markdown(f, args.tag))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,16 +104,22 @@ def main(argv: list[str] | None = None) -> int:
     rp = sub.add_parser("report", help="runs/<tag>/report.html: one self-contained page")
     rp.add_argument("--tag", required=True)
     rp.add_argument("--results", default="results.tsv")
-    rp.add_argument("--config", default="configs/current.yaml", help="the config the loop edits")
+    rp.add_argument("--config", type=Path, help="default: the config file the tag's loop edited")
     rp.add_argument("--matrix", default="matrix.tsv", help="a transfer matrix, shown if present")
     rp.add_argument("--out", help="default: runs/<tag>/report.html")
+    fi = sub.add_parser("findings", help="each varied factor's effect on dev F1, with a 95% CI")
+    fi.add_argument("--tag", required=True)
+    fi.add_argument("--results", default="results.tsv")
+    fi.add_argument("--json", action="store_true", help="JSON instead of markdown")
+    fi.add_argument("--config", help="the config the loop edited (default: the file the "
+                    "tag's experiment commits changed)")  # fmt: skip
     ma = sub.add_parser("matrix", help="transfer matrix of python -m nerlab.sweep matrix")
     ma.add_argument("--results", default="matrix.tsv")
     ma.add_argument("--out", default="matrix.png")
     ma.add_argument("--json", action="store_true", help="the cells as JSON instead of markdown")
     args = p.parse_args(argv)
     commands = {"progress": cmd_progress, "summary": cmd_summary, "matrix": cmd_matrix,
-                "report": cmd_report}  # fmt: skip
+                "report": cmd_report, "findings": cmd_findings}  # fmt: skip
     commands[args.command](args)
     return 0
 

@@ -8,6 +8,11 @@ branch tip is always the best experiment. A kept experiment whose parent is no l
 lands as a new commit on the tip with the same config, naming the commit that ran in a
 `Ran-as:` trailer.
 
+What an experiment is travels with it as trailers (`Tag:`, `Experiment:`, `Role:`, `Config:`,
+and `Ran-as:` on a landed copy), read back by `parse_experiment` alone (nerlab.provenance
+turns them into the config file a tag edits). Commits made before the trailers existed are
+read by their subject.
+
 The loop writes only its own refs and the files it wrote: it moves `refs/heads/autoresearch/<tag>`
 by ref (guarded by the value it expects), never whatever HEAD points at, and brings the working
 tree along only when HEAD is that branch and the config file is exactly what the loop left there
@@ -20,6 +25,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import git
@@ -29,7 +35,62 @@ from nerlab.errors import UserError
 
 PREFIX = "autoresearch: "
 NUMBER = re.compile(r"^autoresearch: \[(\d+)\] ")
-RAN_AS = re.compile(r"^Ran-as: ([0-9a-f]{7,40})$", re.MULTILINE)
+TRAILER = re.compile(r"^([A-Z][A-Za-z-]*): (.+)$")
+ROLES = ("baseline", "experiment")
+HAND_BASELINE = "baseline"  # the subject of a hand-run tag's first commit (program.md)
+
+
+@dataclass(frozen=True)
+class ExperimentCommit:
+    """An experiment commit's message, as fields."""
+
+    n: int
+    description: str
+    role: str | None  # baseline | experiment; None: an old commit that did not say
+    config: str | None  # the config file, relative to the repository; None: did not say
+    tag: str | None
+    ran_as: str | None  # a landed copy: the short hash of the commit that ran
+
+
+def experiment_message(n: int, description: str, *, tag: str, role: str, config: str,
+                       ran_as: str = "") -> str:  # fmt: skip
+    """An experiment commit's message: subject, then its identity as trailers."""
+    subject = " ".join(description.split())[:200]
+    trailers = [f"Tag: {tag}", f"Experiment: {n}", f"Role: {role}", f"Config: {config}"]
+    trailers += [f"Ran-as: {ran_as}"] if ran_as else []
+    return f"{PREFIX}[{n}] {subject}\n\n" + "\n".join(trailers) + "\n"
+
+
+def parse_experiment(message: str) -> ExperimentCommit | None:
+    """The one reader of experiment commit messages; None for any other commit."""
+    lines = message.splitlines()
+    m = NUMBER.match(lines[0]) if lines else None
+    if not m:
+        return None
+    fields = {}
+    for line in reversed(lines[1:]):  # trailers: the last paragraph
+        t = TRAILER.match(line.strip())
+        if not t:
+            break
+        fields[t.group(1).lower()] = t.group(2).strip()
+    ran_as = fields.get("ran-as")
+    return ExperimentCommit(
+        n=int(fields.get("experiment", m.group(1))),
+        description=lines[0][m.end() :],
+        role=fields.get("role") if fields.get("role") in ROLES else None,
+        config=fields.get("config"),
+        tag=fields.get("tag"),
+        ran_as=ran_as[:7] if ran_as and re.fullmatch(r"[0-9a-f]{7,40}", ran_as) else None,
+    )
+
+
+def is_baseline(commit: git.Commit) -> bool:
+    """A tag's baseline: an experiment commit whose role says so, or a hand-made commit whose
+    subject is exactly `baseline` (program.md's convention for record.py)."""
+    info = parse_experiment(commit.message)
+    if info is not None and info.role is not None:
+        return info.role == "baseline"
+    return commit.summary == HAND_BASELINE
 
 
 def short_head(path: Path) -> str:
@@ -196,12 +257,12 @@ class RunBranch:
         return self.repo.commit(f"refs/heads/{self.branch}")
 
     def experiment_commit(self, n: int, path: Path, text: str, description: str,
-                          parent: str, ran_as: str = "") -> str:  # fmt: skip
+                          parent: str, role: str, ran_as: str = "") -> str:  # fmt: skip
         """A commit of `text` as `path` on top of `parent` (no checkout, no index change),
         held by the experiment's ref; returns its short hash."""
         rel = self.rel(path)
-        subject = " ".join(description.split())[:200]
-        message = f"{PREFIX}[{n}] {subject}" + (f"\n\nRan-as: {ran_as}" if ran_as else "")
+        message = experiment_message(n, description, tag=self.tag, role=role, config=rel,
+                                     ran_as=ran_as)  # fmt: skip
         with tempfile.TemporaryDirectory(prefix="ner-git-") as tmp:
             blob_file = Path(tmp) / "blob"
             blob_file.write_text(text)
@@ -229,6 +290,14 @@ class RunBranch:
                 out[int(ref.rsplit("/", 1)[-1])] = sha[:7]
         return out
 
+    def changed(self, commit: str) -> list[str]:
+        """The files a commit changed against its first parent (none for a root commit)."""
+        c = self.repo.commit(commit)
+        if not c.parents:
+            return []
+        out = self.repo.git.diff_tree("--no-commit-id", "--name-only", "-r", c.parents[0], c)
+        return out.split()
+
     def show(self, commit: str, path: Path) -> str:
         return self.repo.git.show(f"{commit}:{self.rel(path)}")
 
@@ -239,18 +308,33 @@ class RunBranch:
 
     def ran_as(self, commit: git.Commit) -> str:
         """The experiment commit a branch commit stands for (itself, or its Ran-as trailer)."""
-        m = RAN_AS.search(commit.message)
-        return m.group(1)[:7] if m else commit.hexsha[:7]
+        info = parse_experiment(commit.message)
+        return info.ran_as if info and info.ran_as else commit.hexsha[:7]
+
+    def info(self, commit: str) -> ExperimentCommit:
+        """An experiment of this tag as fields; an old commit's role is inferred (the tag's
+        first experiment is its baseline)."""
+        c = self.repo.commit(commit)
+        info = parse_experiment(c.message)
+        if info is None:
+            raise UserError(f"{commit} is not an experiment commit of tag {self.tag!r}")
+        if info.role is None:
+            first = min(self.experiments(), default=info.n)
+            role = "baseline" if info.n == first else "experiment"
+            info = ExperimentCommit(info.n, info.description, role, info.config, info.tag,
+                                    info.ran_as)  # fmt: skip
+        return info
 
     def on_branch(self) -> set[str]:
         """Experiments the branch holds (by the commit that ran)."""
         return {
             self.ran_as(c)
             for c in self.repo.iter_commits(self.branch, max_count=10_000)
-            if c.message.startswith(PREFIX)
+            if parse_experiment(c.message)
         }
 
-    def land(self, n: int, commit: str, path: Path, text: str, description: str) -> str | None:
+    def land(self, n: int, commit: str, path: Path, text: str, description: str,
+             role: str) -> str | None:  # fmt: skip
         """Put a kept experiment on the branch: fast-forward when it was made on the tip, else
         the same config as a new commit on the tip. Returns a note, the first time only, when
         the working tree was left alone (see the module docstring)."""
@@ -259,7 +343,7 @@ class RunBranch:
         if parent == tip:
             target = commit
         else:
-            target = self.experiment_commit(n, path, text, description, tip, commit)
+            target = self.experiment_commit(n, path, text, description, tip, role, commit)
         reason = self._not_ours(tip, path)
         try:  # the old value as a guard: git refuses if anything else moved the branch
             self.repo.git.update_ref(f"refs/heads/{self.branch}", target, tip)
@@ -277,7 +361,7 @@ class RunBranch:
         """Finish a landing cut short between the branch and the tree (Ctrl-C): the tree is
         brought to the tip only when it holds exactly the previous best's config."""
         tip = self.tip()
-        if not tip.message.startswith(PREFIX) or not tip.parents:
+        if not parse_experiment(tip.message) or not tip.parents:
             return  # no landing of ours to finish
         if self._not_ours(tip.parents[0].hexsha, path) is None:
             self.repo.git.read_tree("-m", "-u", tip.parents[0].hexsha, tip.hexsha)

@@ -15,8 +15,10 @@ from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import Bbox
 
 from nerlab.analysis import KEPT, Transfer, fmt_delta, fmt_f1, fmt_seeds, running_best, short
+from nerlab.findings import SEVERAL, TARGET_ONLY, SharePoint
 from nerlab.results import BASELINE
 from nerlab.stats import Interval
+from nerlab.text import PLAIN_FIGURE_TEXT, visible
 
 matplotlib.use("Agg")  # before pyplot is imported
 
@@ -33,7 +35,13 @@ def progress_figure(df: pd.DataFrame):
     number: discarded grey, kept green, hand runs blue, crashes as crosses at the bottom, the
     running best as a step line with its seed spread (± std) where it has repeats. Kept and
     hand-run points carry their number; a key beside the axes gives their descriptions; the
-    legend sits below the axes, so it hides no point."""
+    legend sits below the axes, so it hides no point. Text is drawn as written, never as
+    mathtext: a description is untrusted (`lr $x^ 50%` would not parse)."""
+    with plt.rc_context(PLAIN_FIGURE_TEXT):  # read when each text object is created
+        return _progress_figure(df)
+
+
+def _progress_figure(df: pd.DataFrame):
     best = running_best(df)
     width = max(8.0, min(16.0, 0.12 * df["n"].max() + 7))
     fig = plt.figure(figsize=(width, 5.2))
@@ -94,7 +102,7 @@ def _spread(ax, df: pd.DataFrame, best: pd.Series) -> None:
 def _progress_title(df: pd.DataFrame, best: pd.Series) -> str:
     c = df["status"].value_counts().reindex(["keep", "discard", "crash", "ok"], fill_value=0)
     target = df["target"].iloc[0]
-    head = f"{target}: best dev F1 {best.max():.4f}" if best.notna().any() else target
+    head = f"{visible(target)}: best dev F1 {best.max():.4f}" if best.notna().any() else target
     hand = f", {c['ok']} hand run(s)" if c["ok"] else ""
     counts = (f"{len(df)} experiments: {c['keep']} kept, {c['discard']} discarded, "
               f"{c['crash']} crashed{hand}")  # fmt: skip
@@ -135,7 +143,10 @@ def _contains(outer: Bbox, inner: Bbox) -> bool:
 def _key(key, marked: pd.DataFrame) -> None:
     """The descriptions of the numbered points, beside the axes (as many as fit)."""
     key.axis("off")
-    lines = [f"{r.n:>3}  {r.dev_f1:.4f}  {short(r.description, 30)}" for r in marked.itertuples()]
+    lines = [
+        f"{r.n:>3}  {r.dev_f1:.4f}  {short(visible(r.description), 30)}"
+        for r in marked.itertuples()
+    ]
     if len(lines) > KEY_LINES:
         lines = lines[: KEY_LINES - 1] + [f"… and {len(lines) - KEY_LINES + 1} more"]
     text = "kept experiments\n  #  dev F1  description\n" + "\n".join(lines)
@@ -158,6 +169,11 @@ def _set_ylim(ax, values: pd.Series) -> None:
 
 def plot_matrix(cells: list[Transfer], baselines: dict[str, Interval], df, out: Path) -> None:
     """Targets by sources, coloured by ΔF1 (F1 points); not significant cells hatched."""
+    with plt.rc_context(PLAIN_FIGURE_TEXT):
+        _plot_matrix(cells, baselines, df, out)
+
+
+def _plot_matrix(cells: list[Transfer], baselines: dict[str, Interval], df, out: Path) -> None:
     # targets in sweep order; sources that are also targets first, in the same order, so the
     # skipped self-transfer cells line up on the diagonal
     targets = list(dict.fromkeys(df["target"]))
@@ -242,3 +258,35 @@ def _save(fig, out: Path, tight: bool = False) -> None:
     fig.savefig(out, dpi=150, bbox_inches="tight")
     plt.close(fig)
     print(f"wrote {out}")
+
+
+def plot_share(points: list[SharePoint], out: Path) -> None:
+    """The share figure (`share_figure`) as PNG, or PDF/SVG by the suffix of `out`."""
+    _save(share_figure(points), out)
+
+
+def share_figure(points: list[SharePoint]):
+    """F1 against pretraining share per source (`findings.share_points`): each single-source
+    experiment at the share of the budget its source got, one colour and line per source
+    (in order of share), the target-only experiments at share 0 in black, those with several
+    sources grey at their sources' total share. The x axis ends a little after the last point."""
+    fig, ax = plt.subplots(figsize=(7.0, 4.2))
+    names = list(dict.fromkeys(p.source for p in points if p.source not in (TARGET_ONLY, SEVERAL)))
+    for i, name in enumerate(names):
+        mine = sorted((p for p in points if p.source == name), key=lambda p: p.share)
+        x, y = [100 * p.share for p in mine], [100 * p.f1 for p in mine]
+        ax.plot(x, y, "o-", c=plt.cm.tab10(i % 10), lw=0.8, ms=5, alpha=0.85, label=name)
+    for name, style in ((SEVERAL, {"c": "#a0a0a0", "marker": "D", "s": 20}),
+                        (TARGET_ONLY, {"c": "k", "marker": "s", "s": 24})):  # fmt: skip
+        mine = [p for p in points if p.source == name]
+        if mine:
+            x, y = [100 * p.share for p in mine], [100 * p.f1 for p in mine]
+            ax.scatter(x, y, label=name, zorder=3, **style)
+    ax.set_xlabel("share of the budget on the source(s) before the target (%)")
+    ax.set_ylabel("dev F1 (points)")
+    ax.set_title("F1 against pretraining share per source", fontsize=10)
+    ax.set_xlim(-3, min(100.0, 100 * max((p.share for p in points), default=1.0) + 8))
+    ax.grid(alpha=0.3)
+    if points:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False, fontsize=9)
+    return fig

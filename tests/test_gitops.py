@@ -7,7 +7,8 @@ import git
 import pytest
 
 from nerlab.errors import UserError
-from nerlab.gitops import RunBranch
+from nerlab.gitops import RunBranch, parse_experiment
+from nerlab.provenance import choose_config, tag_config
 
 
 @pytest.fixture
@@ -48,6 +49,44 @@ def test_branch_checked_out_in_another_worktree_is_a_one_line_error(repo, tmp_pa
     assert run.checkout() is True and repo.active_branch.name == "autoresearch/nov28"
 
 
+def test_trailers_carry_the_experiment_and_are_read_back(repo):
+    root = Path(repo.working_tree_dir)
+    (root / "configs").mkdir()
+    (root / "configs" / "smoke.yaml").write_text("lr: 1\n")
+    run = RunBranch(root, "t")
+    sha = run.experiment_commit(4, root / "configs" / "smoke.yaml", "lr: 2\n", "lr 2\nRole: x",
+                                run.tip().hexsha, "experiment")  # fmt: skip
+    info = parse_experiment(repo.commit(sha).message)
+    assert (info.n, info.description, info.role, info.config, info.tag, info.ran_as) == (
+        4, "lr 2 Role: x", "experiment", "configs/smoke.yaml", "t", None)  # fmt: skip
+    assert tag_config(run) == ("configs/smoke.yaml", "the Config: trailer of experiment 4")
+    assert parse_experiment("project\n\nExperiment: 3\n") is None  # not an experiment commit
+
+
+def legacy_experiment(repo: git.Repo, n: int, subject: str, files: dict[str, str]) -> None:
+    """An experiment commit as the loop made them before trailers: subject only."""
+    root = Path(repo.working_tree_dir)
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+        repo.index.add([name])
+    tree = repo.index.write_tree()
+    sha = repo.git.commit_tree(tree.hexsha, "-p", "HEAD", "-m", f"autoresearch: [{n}] {subject}")
+    repo.git.update_ref(f"refs/autoresearch/old/{n}", sha)
+
+
+def test_a_tag_without_trailers_is_read_from_its_diffs(repo):
+    legacy_experiment(repo, 1, "baseline", {})
+    legacy_experiment(repo, 2, "lr up", {"configs/smoke.yaml": "lr: 3\n"})
+    run = RunBranch(Path(repo.working_tree_dir), "old")
+    config, how = tag_config(run)
+    assert config == "configs/smoke.yaml" and "experiment 2 changed" in how
+    notes = []
+    chosen = choose_config(run, None, Path(repo.working_tree_dir), notes.append)
+    assert chosen == Path(repo.working_tree_dir) / "configs" / "smoke.yaml" and notes
+    assert [run.info(c).role for c in run.experiments().values()] == ["baseline", "experiment"]
+
+
 def land_one(repo: git.Repo, lr: str) -> tuple[RunBranch, Path, str]:
     """The run branch with a config, and an experiment on its tip changing the config."""
     root = Path(repo.working_tree_dir)
@@ -57,7 +96,8 @@ def land_one(repo: git.Repo, lr: str) -> tuple[RunBranch, Path, str]:
     repo.index.commit("config")
     run = RunBranch(root, "nov28")
     run.checkout()
-    commit = run.experiment_commit(1, config, f"lr: {lr}\n", f"lr {lr}", run.tip().hexsha)
+    commit = run.experiment_commit(1, config, f"lr: {lr}\n", f"lr {lr}", run.tip().hexsha,
+                                  "experiment")  # fmt: skip
     return run, config, commit
 
 
@@ -65,15 +105,16 @@ def test_land_moves_the_branch_by_ref_when_head_is_elsewhere(repo):
     run, config, commit = land_one(repo, "2")
     repo.heads.main.checkout()
     main = repo.heads.main.commit.hexsha
-    note = run.land(1, commit, config, "lr: 2\n", "lr 2")
+    note = run.land(1, commit, config, "lr: 2\n", "lr 2", "experiment")
     assert note == (
         "note: you checked out main: the loop goes on on autoresearch/nov28 alone and leaves "
         "your working tree as it is (to see the best: git checkout autoresearch/nov28)"
     )
     assert repo.heads.main.commit.hexsha == main and repo.active_branch.name == "main"
     assert run.tip().hexsha[:7] == commit and not repo.is_dirty()
-    second = run.experiment_commit(2, config, "lr: 3\n", "lr 3", run.tip().hexsha)
-    assert run.land(2, second, config, "lr: 3\n", "lr 3") is None  # said once
+    second = run.experiment_commit(2, config, "lr: 3\n", "lr 3", run.tip().hexsha,
+                                  "experiment")  # fmt: skip
+    assert run.land(2, second, config, "lr: 3\n", "lr 3", "experiment") is None  # said once
     assert run.tip().hexsha[:7] == second
 
 
@@ -81,7 +122,7 @@ def test_land_brings_the_tree_along_and_keeps_other_edits(repo):
     run, config, commit = land_one(repo, "2")
     train = Path(repo.working_tree_dir) / "train.py"
     train.write_text("print('my edit')\n")
-    assert run.land(1, commit, config, "lr: 2\n", "lr 2") is None
+    assert run.land(1, commit, config, "lr: 2\n", "lr 2", "experiment") is None
     assert config.read_text() == "lr: 2\n" and train.read_text() == "print('my edit')\n"
     assert [d.a_path for d in repo.index.diff(None)] == ["train.py"]
     assert repo.head.commit.hexsha[:7] == commit
@@ -111,5 +152,5 @@ def test_a_branch_moved_by_hand_is_never_overwritten(repo):
 
     run._not_ours = move_by_hand
     with pytest.raises(UserError, match=r"^autoresearch/nov28 moved while the loop ran"):
-        run.land(1, commit, config, "lr: 2\n", "lr 2")
+        run.land(1, commit, config, "lr: 2\n", "lr 2", "experiment")
     assert run.tip().hexsha == moved != tip

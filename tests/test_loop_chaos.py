@@ -13,10 +13,10 @@ import time
 import git
 import pytest
 
-from nerlab.gitops import PREFIX, RAN_AS
+from nerlab.gitops import parse_experiment
 from nerlab.results import read_results
 from tests.conftest import HANG_GUARD_S, ROOT
-from tests.test_loop import _trainers_of, make_repo
+from tests.helpers import make_repo, trainers_of
 
 KILLS = 30
 TOTAL = 100  # experiments in the tag at the end: more than the kills leave done on a fast machine
@@ -78,9 +78,9 @@ def test_thirty_random_kills_then_every_invariant_holds(tmp_path, synthetic_home
         hits[region(out)] += 1
         assert "Traceback" not in out, out
         deadline = time.time() + 60  # the kernel reaps a killed process group
-        while _trainers_of(repo) and time.time() < deadline:
+        while trainers_of(repo) and time.time() < deadline:
             time.sleep(0.2)
-        assert not _trainers_of(repo)  # the training child died with its loop
+        assert not trainers_of(repo)  # the training child died with its loop
     final = subprocess.run(
         cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=HANG_GUARD_S
     )
@@ -101,12 +101,11 @@ def test_thirty_random_kills_then_every_invariant_holds(tmp_path, synthetic_home
         assert per_commit.get(commit, 0) == 1, commit
     keeps = rows[rows["status"] == "keep"]
     branch = [c for c in r.iter_commits("autoresearch/t") if c.hexsha != start]
-    branch = [c for c in branch if c.message.startswith(PREFIX)]
-    ran = [RAN_AS.search(c.message).group(1)[:7] if RAN_AS.search(c.message) else c.hexsha[:7]
-           for c in branch]  # fmt: skip
+    infos = [(c, parse_experiment(c.message)) for c in branch]
+    ran = [i.ran_as or c.hexsha[:7] for c, i in infos if i]
     assert set(ran) == set(keeps["commit"])  # kept experiments, and only those, on the branch
     assert ran[0] == keeps.loc[keeps["dev_f1"].idxmax(), "commit"]  # HEAD is the best
     assert keeps["dev_f1"].is_monotonic_increasing  # each keep beat the best of its moment
     assert not r.is_dirty()
-    assert not _trainers_of(repo)
+    assert not trainers_of(repo)
     assert sum(hits.values()) == KILLS
