@@ -253,8 +253,11 @@ class RunBranch:
     # -- experiments as commits --------------------------------------------------------
 
     def tip(self) -> git.Commit:
-        """The branch's commit (the best), wherever the user's HEAD is."""
-        return self.repo.commit(f"refs/heads/{self.branch}")
+        """The branch's commit (the best), wherever the user's HEAD is; HEAD's before the
+        branch exists (it is created there)."""
+        if self.branch in self.repo.heads:
+            return self.repo.heads[self.branch].commit
+        return self.repo.head.commit
 
     def experiment_commit(self, n: int, path: Path, text: str, description: str,
                           parent: str, role: str, ran_as: str = "") -> str:  # fmt: skip
