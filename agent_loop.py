@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 from pathlib import Path
 
+from nerlab import signals
 from nerlab.config import load_config
 from nerlab.errors import UserError, run_cli
 from nerlab.loop import LoopOptions, ResearchLoop
@@ -93,7 +93,7 @@ def main() -> int:
 
         args.model = DEFAULT_MODEL
     print(f"agent: {agent}" + (f" ({args.model})" if agent == "anthropic" else ""))
-    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops as cleanly as Ctrl-C
+    signals.install()  # `kill` and a dropped ssh session stop as cleanly as Ctrl-C
     opts = LoopOptions(
         tag=args.tag,
         config=args.config,
@@ -111,10 +111,6 @@ def main() -> int:
     loop.proposer = make_proposer(agent, args, loop.root)
     loop.run()
     return 0
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from nerlab import signals
 from nerlab.errors import UserError, run_cli
 from nerlab.export import check_target_dir, export_model
 from nerlab.final import FinalEvaluation, FinalOptions, markdown
@@ -36,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="--export into an existing directory")
     p.add_argument("--license", default="other", help="the model card's license field")
     args = p.parse_args(argv)
+    signals.install()  # SIGTERM, SIGHUP: the seeds in flight stopped, as on Ctrl-C
     if args.export:
         check_target_dir(args.export, args.force)  # before hours of training, not after
     root = Path.cwd()

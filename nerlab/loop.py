@@ -23,7 +23,7 @@ from pathlib import Path
 
 from git import GitCommandError
 
-from nerlab import stats
+from nerlab import signals, stats
 from nerlab.agents import Context, Proposal, ProposalError, Proposer, ProposerUnavailable
 from nerlab.config import ExperimentConfig, dump_config, load_config, parse_config_text
 from nerlab.errors import UserError
@@ -194,15 +194,17 @@ class ResearchLoop:
                              self.say)  # fmt: skip
             self._shared_gpu_note(pool)
             self._drive(pool)
-        except KeyboardInterrupt:
-            self.say("interrupted: recording what was in flight")
+        except KeyboardInterrupt as e:  # SIGINT, SIGTERM, SIGHUP: nerlab.signals
             self.git.reopen()
             if pool is not None:
                 pool.close()
                 pool = None
+            reason = f"interrupted ({signals.name_of(e)})"
             for exp in list(self.in_flight.values()):
-                self._record(exp, RunOutcome("crash", reason="interrupted (Ctrl-C)"))
+                self._record(exp, RunOutcome("crash", reason=reason))
+            done = ", ".join(f"[{n}]" for n in sorted(self.in_flight))
             self.in_flight.clear()
+            raise signals.told(e, f"{done} recorded as crash" if done else "") from None
         finally:
             if pool is not None:
                 pool.close()  # rows of runs still in flight are written by the next start

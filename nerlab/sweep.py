@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from nerlab import signals
 from nerlab.config import ExperimentConfig, dump_config, head_key, load_config, parse_config
 from nerlab.errors import UserError, run_cli
 from nerlab.pool import Pool, make_pool
@@ -269,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--timeout", type=float, help="seconds before a run is killed (a crash row)")
     m.add_argument("--dry-run", action="store_true", help="print the runs left, run nothing")
     args = p.parse_args(argv)
+    signals.install()  # SIGTERM, SIGHUP: the runs in flight stopped, as on Ctrl-C
     return sweep(args)
 
 
