@@ -20,18 +20,27 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
 
 
+_received: list[int] = []  # by our handler, in order
+
+
+def signum_of(e: KeyboardInterrupt) -> int:
+    """The signal behind an interruption. A library may turn ours into a plain
+    KeyboardInterrupt (Ray's `ray.wait` does): then the first one our handler received; else
+    Python's own Ctrl-C."""
+    return getattr(e, "signum", None) or (_received[0] if _received else signal.SIGINT)
+
+
 def name_of(e: KeyboardInterrupt) -> str:
-    """`SIGTERM`, ...; a plain KeyboardInterrupt is Python's own Ctrl-C."""
-    return signal.Signals(getattr(e, "signum", signal.SIGINT)).name
+    return signal.Signals(signum_of(e)).name
 
 
 def exit_code(e: KeyboardInterrupt) -> int:
-    return 128 + getattr(e, "signum", signal.SIGINT)
+    return 128 + signum_of(e)
 
 
 def told(e: KeyboardInterrupt, done: str) -> Interrupted:
     """The same interruption, now saying what was done about it."""
-    return Interrupted(getattr(e, "signum", signal.SIGINT), done)
+    return Interrupted(signum_of(e), done)
 
 
 def install() -> None:
@@ -48,6 +57,7 @@ def _interrupt(signum: int, frame) -> None:
     for other in HANDLED:
         if signal.getsignal(other) == _interrupt:
             signal.signal(other, signal.SIG_IGN)
+    _received.append(signum)
     raise Interrupted(signum)
 
 
