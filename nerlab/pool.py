@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
@@ -97,6 +98,8 @@ def _start_ray(ray, named: str | None, workers: int) -> None:
     `ray start`, another user's), whose resources and stability are not ours. No dashboard:
     the loop does not use it. Ray's handlers for SIGTERM replace the caller's: put back."""
     common = {"include_dashboard": False, "log_to_driver": False}
+    if named:
+        _check_reachable(named)
     try:
         with kept_handlers():
             if named:
@@ -107,6 +110,20 @@ def _start_ray(ray, named: str | None, workers: int) -> None:
         what = f"join the Ray cluster at {named}" if named else "start a local Ray instance"
         first = next((x.strip() for x in str(e).splitlines() if x.strip()), type(e).__name__)
         raise UserError(f"could not {what}: {first[:300]}") from None
+
+
+def _check_reachable(address: str) -> None:
+    """Ray retries an address where nothing listens for many minutes: say so at once."""
+    host, sep, port = address.rpartition(":")
+    if "://" in address or not sep or not port.isdigit():
+        return  # `auto`, a ray:// client address: Ray resolves those itself
+    try:
+        socket.create_connection((host, int(port)), timeout=10).close()
+    except OSError as e:
+        raise UserError(
+            f"no Ray cluster answers at {address} ({e.strerror or e}): start it "
+            "(`ray start --head`) or correct --ray-address / RAY_ADDRESS"
+        ) from None
 
 
 class RayPool:

@@ -47,8 +47,9 @@ class RayNode:
                     "--ray-client-server-port", str(free_port())]  # fmt: skip
         else:
             cmd += ["--address", head.address]
+        node_env = {**self.env(), "RAY_AUTH_MODE": "token"}  # a worker node does not guess
         self.proc = subprocess.Popen(
-            cmd, env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            cmd, env=node_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             start_new_session=True,
         )  # fmt: skip
         self.output: list[str] = []
@@ -60,16 +61,17 @@ class RayNode:
         if not started.is_set():
             self.stop()
             raise RuntimeError("ray start failed:\n" + "".join(self.output[-30:]))
+        self.session = (tmpdir / "ray" / "session_latest").resolve()  # its logs
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
     def env(self) -> dict[str, str]:
-        """For the nodes and the drivers: Ray's token authentication, as a new cluster has by
-        default (the token in ~/.ray, made by the first start)."""
+        """For a driver: the Ray temp dir of this cluster, and no RAY_ADDRESS. (Ray turns on
+        its token authentication by itself where a token exists, as `ray start` makes one.)"""
         env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-        return {**env, "RAY_TMPDIR": str(self.tmpdir), "RAY_AUTH_MODE": "token"}
+        return {**env, "RAY_TMPDIR": str(self.tmpdir)}
 
     def _read(self, started: threading.Event) -> None:
         for line in self.proc.stdout:
