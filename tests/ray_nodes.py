@@ -35,7 +35,8 @@ def ray_tmpdir() -> Path:
 class RayNode:
     """`ray start --head` (no `head`), or a worker node joining `head`."""
 
-    def __init__(self, tmpdir: Path, num_cpus: int, head: RayNode | None = None):
+    def __init__(self, tmpdir: Path, num_cpus: int, head: RayNode | None = None, **env: str):
+        """`env`: more of the node's own environment (its tasks see it)."""
         self.tmpdir = tmpdir
         self.port = free_port()
         cmd = [RAY, "start", "--block", "--num-cpus", str(num_cpus), "--disable-usage-stats",
@@ -47,10 +48,9 @@ class RayNode:
                     "--ray-client-server-port", str(free_port())]  # fmt: skip
         else:
             cmd += ["--address", head.address]
-        node_env = {**self.env(), "RAY_AUTH_MODE": "token"}  # a worker node does not guess
         self.proc = subprocess.Popen(
-            cmd, env=node_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            start_new_session=True,
+            cmd, env={**self.env(), **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, start_new_session=True,
         )  # fmt: skip
         self.output: list[str] = []
         started = threading.Event()
@@ -68,10 +68,11 @@ class RayNode:
         return f"127.0.0.1:{self.port}"
 
     def env(self) -> dict[str, str]:
-        """For a driver: the Ray temp dir of this cluster, and no RAY_ADDRESS. (Ray turns on
-        its token authentication by itself where a token exists, as `ray start` makes one.)"""
+        """For the nodes and a driver process: the Ray temp dir of this cluster, no RAY_ADDRESS,
+        and Ray's token authentication, which a new cluster has by default and a process
+        joining one must ask for (the token is in ~/.ray, made by the first start)."""
         env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-        return {**env, "RAY_TMPDIR": str(self.tmpdir)}
+        return {**env, "RAY_TMPDIR": str(self.tmpdir), "RAY_AUTH_MODE": "token"}
 
     def _read(self, started: threading.Event) -> None:
         for line in self.proc.stdout:

@@ -36,8 +36,8 @@ def someones_ray():
 
 @pytest.fixture
 def ray_env(someones_ray, monkeypatch):
-    for key, value in someones_ray.env().items():
-        monkeypatch.setenv(key, value)
+    """This process sees that instance. (Not RAY_AUTH_MODE: Ray reads it once, at import.)"""
+    monkeypatch.setenv("RAY_TMPDIR", str(someones_ray.tmpdir))
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     return someones_ray
 
