@@ -1,6 +1,7 @@
 """The overnight research loop, unattended: propose -> train -> record -> keep or revert.
 
     python agent_loop.py --tag nov28                      # Claude if ANTHROPIC_API_KEY is set
+    OPENAI_BASE_URL=http://localhost:11434/v1 python agent_loop.py --tag nov28 --model qwen3:8b
     python agent_loop.py --tag demo --agent optuna --config configs/smoke.yaml --max-experiments 5
 
 Runs on branch autoresearch/<tag> (created, or resumed when it exists). Each experiment is a
@@ -12,34 +13,14 @@ in runs/<tag>/<n>.log. Stop with Ctrl-C at any time; rerun the same command to r
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from nerlab import signals
-from nerlab.config import load_config
+from nerlab.agents import DEFAULT_REQUEST_TIMEOUT
+from nerlab.agents.factory import AGENTS, choose_agent, describe, make_proposer
 from nerlab.errors import UserError, run_cli
 from nerlab.loop import LoopOptions, ResearchLoop
-from nerlab.stats import NOISE_MARGIN
-
-
-def make_proposer(agent: str, args, root: Path):
-    if agent == "optuna":
-        from nerlab.agents.optuna_search import OptunaProposer
-
-        # The search space is relative to the config the run started from (saved on the first
-        # start), so a resumed study keeps meaning the same thing.
-        first = root / "runs" / args.tag / "optuna_base.yaml"
-        if not first.exists():
-            first.parent.mkdir(parents=True, exist_ok=True)
-            first.write_text((root / args.config).read_text())
-        base = load_config(first)
-        sources = [n for n, e in sorted(base.store().manifest().items()) if "train" in e["splits"]]
-        sources += [a for a in ("bc5cdr_chem", "bc5cdr_disease") if "bc5cdr" in sources]
-        storage = root / "runs" / args.tag / "optuna.db"
-        return OptunaProposer(base, sources, storage, seed=args.seed)
-    from nerlab.agents.claude import ClaudeProposer
-
-    return ClaudeProposer((root / "program.md").read_text(), model=args.model)
+from nerlab.policy import MIN_SEEDS, NOISE_MARGIN
 
 
 def main() -> int:
@@ -47,10 +28,16 @@ def main() -> int:
     p.add_argument("--tag", required=True, help="run name: branch autoresearch/<tag>")
     p.add_argument(
         "--agent",
-        choices=["anthropic", "optuna"],
-        help="default: anthropic when ANTHROPIC_API_KEY is set, else optuna",
+        choices=AGENTS,
+        help="default: anthropic when ANTHROPIC_API_KEY is set, else openai when "
+        "OPENAI_BASE_URL or OPENAI_API_KEY is, else optuna",
     )
-    p.add_argument("--config", type=Path, default=Path("configs/current.yaml"))
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="the config file the tag edits (default: a resumed tag's own, else "
+        "configs/current.yaml); fixed for the tag by its first experiment",
+    )
     p.add_argument("--results", type=Path, default=Path("results.tsv"))
     p.add_argument(
         "--max-experiments",
@@ -69,7 +56,7 @@ def main() -> int:
     p.add_argument(
         "--confirm-repeats",
         type=int,
-        default=3,
+        default=MIN_SEEDS,
         help="seeds behind a win within the noise margin (1 = no confirmation)",
     )
     p.add_argument(
@@ -79,20 +66,27 @@ def main() -> int:
         help=f"F1 below which a single-run win is confirmed (default {NOISE_MARGIN})",
     )
     p.add_argument("--timeout", type=float, help="seconds per run (default: 2x budget + 300)")
-    p.add_argument("--model", default=None, help="Claude model for --agent anthropic")
+    p.add_argument(
+        "--model",
+        help="the LLM: a Claude model (default claude-sonnet-4-6), or one the OpenAI-compatible "
+        "server offers (default: its only one)",
+    )
+    p.add_argument(
+        "--base-url",
+        help="OpenAI-compatible server, e.g. http://localhost:11434/v1 (default: OPENAI_BASE_URL)",
+    )
+    p.add_argument(
+        "--request-timeout",
+        type=float,
+        default=DEFAULT_REQUEST_TIMEOUT,
+        help=f"seconds for one reply of the OpenAI-compatible server (default "
+        f"{DEFAULT_REQUEST_TIMEOUT:.0f}: a slow local model takes minutes)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the optuna sampler")
     args = p.parse_args()
-    agent = args.agent or ("anthropic" if os.environ.get("ANTHROPIC_API_KEY") else "optuna")
-    if agent == "anthropic" and not os.environ.get("ANTHROPIC_API_KEY"):
-        raise UserError("--agent anthropic needs ANTHROPIC_API_KEY in the environment "
-                        "(or use --agent optuna, which needs no key)")  # fmt: skip
+    agent, why = choose_agent(args.agent)
     if args.workers < 1 or args.gpus_per_run <= 0:
         raise UserError("--workers must be at least 1 and --gpus-per-run above 0")
-    if args.model is None:
-        from nerlab.agents.claude import DEFAULT_MODEL
-
-        args.model = DEFAULT_MODEL
-    print(f"agent: {agent}" + (f" ({args.model})" if agent == "anthropic" else ""))
     signals.install()  # `kill` and a dropped ssh session stop as cleanly as Ctrl-C
     opts = LoopOptions(
         tag=args.tag,
@@ -108,7 +102,8 @@ def main() -> int:
         gpus_per_run=args.gpus_per_run,
     )
     loop = ResearchLoop(Path.cwd(), opts, proposer=None)
-    loop.proposer = make_proposer(agent, args, loop.root)
+    loop.proposer = make_proposer(agent, args, loop.root, loop.config_path)
+    print(f"agent: {describe(loop.proposer)}: {why}", flush=True)
     loop.run()
     return 0
 

@@ -71,7 +71,7 @@ def cmd_report(args) -> None:
     from nerlab.report import write_report
 
     out = Path(args.out) if args.out else Path("runs") / args.tag / "report.html"
-    write_report(Path.cwd(), args.tag, Path(args.results), Path(args.config), Path(args.matrix),
+    write_report(Path.cwd(), args.tag, Path(args.results), args.config, Path(args.matrix),
                  out)  # fmt: skip
     print(f"wrote {out}")
 
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     rp = sub.add_parser("report", help="runs/<tag>/report.html: one self-contained page")
     rp.add_argument("--tag", required=True)
     rp.add_argument("--results", default="results.tsv")
-    rp.add_argument("--config", default="configs/current.yaml", help="the config the loop edits")
+    rp.add_argument("--config", type=Path, help="default: the config file the tag's loop edited")
     rp.add_argument("--matrix", default="matrix.tsv", help="a transfer matrix, shown if present")
     rp.add_argument("--out", help="default: runs/<tag>/report.html")
     ma = sub.add_parser("matrix", help="transfer matrix of python -m nerlab.sweep matrix")

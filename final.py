@@ -29,7 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--tag", required=True, help="the run: branch autoresearch/<tag>")
     p.add_argument("--seeds", type=int, default=3, help="seeds per config (0..K-1; default 3)")
-    p.add_argument("--config", type=Path, default=Path("configs/current.yaml"))
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="default: the config file the tag's loop edited (its commits say)",
+    )
     p.add_argument("--results", type=Path, default=Path("results.tsv"))
     p.add_argument("--workers", type=int, default=1, help="runs at a time (>1: Ray)")
     p.add_argument("--ray-address", help="an existing Ray cluster, e.g. auto")

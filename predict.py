@@ -7,7 +7,8 @@
 Plain text gives one JSON line per input line: {"line", "text", "entities": [{"start", "end",
 "type", "text"}]}, offsets in characters within the line. CoNLL (a .conll/.iob/.bio/.tsv file,
 or --format conll) gives the input lines with the predicted tag appended as the last column.
-Long sentences are windowed as in training; a progress bar shows on long files.
+Long sentences are windowed as in training; a progress bar shows on long files. Output is
+written as it is tagged; --out's directory is created when missing.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 from contextlib import nullcontext
 from pathlib import Path
 
-from nerlab.errors import run_cli
+from nerlab.errors import UserError, run_cli
 from nerlab.modelio import load_tagger
 from nerlab.tagging import read_text, tag_conll, tag_text
 from nerlab.training import pick_device
@@ -40,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
     args = p.parse_args(argv)
     text = read_text(args.input)  # empty or binary input fails before the model loads
+    if args.out:
+        make_parent(args.out)
     device = pick_device(args.device)
     saved = load_tagger(args.model, device)
     conll = args.format == "conll" or (
@@ -55,8 +58,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def make_parent(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"--out {path}: cannot create its directory ({e.strerror or e})") from None
+
+
 def output(path: Path | None):
-    return path.open("w", encoding="utf-8") if path else nullcontext(sys.stdout)
+    """The output, line-buffered: each tagged line is on disk as soon as it is written."""
+    if path is None:
+        return nullcontext(sys.stdout)
+    try:
+        return path.open("w", encoding="utf-8", buffering=1)
+    except OSError as e:
+        raise UserError(f"--out {path}: cannot write it ({e.strerror or e})") from None
 
 
 if __name__ == "__main__":

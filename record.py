@@ -17,7 +17,7 @@ from pathlib import Path
 
 from nerlab.config import load_config
 from nerlab.errors import UserError, run_cli
-from nerlab.record import DEFAULT_CONFIG, describe, record, run_timeout
+from nerlab.record import describe, head_config, record, run_timeout
 
 
 def main() -> int:
@@ -30,7 +30,12 @@ def main() -> int:
         metavar="FIRST_LOG",
         help="LOG is the confirmation run of FIRST_LOG's commit",
     )
-    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help=f"default: {DEFAULT_CONFIG}")
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="default: the file HEAD's experiments edit (their commits say), else "
+        "configs/current.yaml",
+    )
     p.add_argument("--results", type=Path, default=Path("results.tsv"))
     p.add_argument(
         "--timeout",
@@ -39,7 +44,9 @@ def main() -> int:
     )
     args = p.parse_args()
     if args.timeout:
-        print(run_timeout(load_config(args.config)))
+        cfg = load_config(head_config(Path.cwd(), args.config))
+        cfg.views()  # the corpora too: a run that cannot start is caught before it is timed
+        print(run_timeout(cfg))
         return 0
     if args.log is None:
         raise UserError("name the log to record (python record.py run.log), or pass --timeout")

@@ -33,13 +33,13 @@ from pathlib import Path
 import torch
 
 from nerlab.budget import Progress, lr_factor
-from nerlab.config import ExperimentConfig, dump_config, head_key, load_config
+from nerlab.config import ExperimentConfig, config_hash, dump_config, head_key, load_config
 from nerlab.errors import UserError
+from nerlab.gitops import short_head
 from nerlab.metrics import Scores, score, write_predictions
 from nerlab.model import TINY, load_encoder, load_tokenizer
 from nerlab.modelio import save_tagger
-from nerlab.results import append_row
-from nerlab.runner import results_row
+from nerlab.results import append_row, results_row
 from nerlab.store import home
 from nerlab.summary import format_summary
 from nerlab.training import (
@@ -77,6 +77,7 @@ class RunResult:
     scores: Scores
     steps: int
     train_seconds: float
+    paused_seconds: float
     tokens: int
     loss_start: float
     loss_end: float
@@ -127,7 +128,9 @@ def train_and_evaluate(cfg, stage_tasks, target_task, tokenizer, device, seed,
             lr = cfg.optim.lr * lr_factor(progress.fraction(), cfg.optim.schedule, cfg.optim.warmup)
             head = model.heads[head_key(task.view)]
             loss_value = train_step(model, head, batch, optimizer, lr, cfg, autocast)
-            progress.step_end(sync)
+            paused = progress.step_end(sync)
+            if paused:
+                status.pause(progress.steps, paused)
             if not math.isfinite(loss_value):
                 raise TrainingCrash(
                     f"loss is {loss_value} at step {progress.steps} "
@@ -150,6 +153,7 @@ def train_and_evaluate(cfg, stage_tasks, target_task, tokenizer, device, seed,
         scores,
         progress.steps,
         progress.train_seconds,
+        progress.paused_seconds,
         tokens,
         statistics.fmean(losses[:n]),
         statistics.fmean(losses[-n:]),
@@ -186,6 +190,12 @@ class StatusLine:
             f"{progress.remaining():.0f} {unit} left"
         )
         print(f"\r{line}   " if self.tty else line, end="" if self.tty else "\n", flush=True)
+
+    def pause(self, step: int, seconds: float) -> None:
+        """A step judged a pause (nerlab.budget) is said, on a line of its own."""
+        print(("\n" if self.tty else "") + f"paused: step {step} took {seconds:.1f} s more than "
+              "the recent steps (a suspended process or a stalled machine?): left out of the "
+              "budget", flush=True)  # fmt: skip
 
     def _due(self, progress: Progress) -> bool:
         if self.tty:
@@ -244,9 +254,11 @@ def main() -> int:
         "startup_seconds": 0.0,
         "eval_seconds": 0.0,
         "train_seconds": 0.0,
+        "paused_seconds": 0.0,
         "steps": 0,
         "tokens_per_sec": 0.0,
         "peak_memory_gb": 0.0,
+        "config_sha256": _config_sha256(args.config),  # record.py matches it with the commit
     }
     cfg = None
     try:
@@ -272,8 +284,17 @@ def main() -> int:
     summary.setdefault("device", "")
     print(format_summary(summary), flush=True)
     if args.results:
-        append_row(args.results, results_row(summary, cfg.target if cfg else "", args.description))
+        row = results_row(summary, commit=short_head(Path.cwd()), target=cfg.target if cfg else "",
+                          description=args.description)  # fmt: skip
+        append_row(args.results, row)
     return 0 if summary["status"] == "ok" else 1
+
+
+def _config_sha256(path: str) -> str:
+    try:
+        return config_hash(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return ""  # load_config says what is wrong with the file
 
 
 def run(cfg: ExperimentConfig, args, device: torch.device) -> dict:
@@ -315,6 +336,7 @@ def run(cfg: ExperimentConfig, args, device: torch.device) -> dict:
         "startup_seconds": runs[0].first_step_at - LAUNCHED,
         "eval_seconds": statistics.fmean(x.eval_seconds for x in runs),
         "train_seconds": statistics.fmean(x.train_seconds for x in runs),
+        "paused_seconds": sum(x.paused_seconds for x in runs),  # all seeds: time lost
         "steps": round(statistics.fmean(x.steps for x in runs)),
         "tokens_per_sec": tokens_per_sec,
         "peak_memory_gb": peak_memory_gb(device),

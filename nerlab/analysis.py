@@ -11,7 +11,6 @@ keep rate either. Notes (several targets in a file, crashed or unpaired matrix r
 from __future__ import annotations
 
 import math
-import re
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,14 +20,15 @@ import pandas as pd
 
 from nerlab.errors import UserError
 from nerlab.results import BASELINE, read_matrix, read_results
-from nerlab.stats import FIRST_RESULT, Interval, diff_ci, mean_ci
+from nerlab.stats import Interval, diff_ci, mean_ci
+from nerlab.text import markdown
 
 KEPT = ("keep", "ok")  # rows that may set the running best
-CRASH_REASON = re.compile(r"\s*\[crash: (.*)\]\s*$")
-BASELINE_NOTE = f"[keep: {FIRST_RESULT}"  # how the loop and record.py describe a baseline row
-NOTE = re.compile(r"\s*\[(?:keep|discard|crash|ok): (.*)\]\s*$")  # the row's decision note
 TOP_IMPROVEMENTS = 5
 LABEL_CHARS = 38  # a kept point's annotation: enough to tell experiments apart
+ROW = "row"  # tag_experiments: a row's place in the file (rows are in completion order)
+LONG_GAP_S = 1800.0  # a gap between rows longer than this, GAP_FACTOR typical gaps, and twice
+GAP_FACTOR = 3.0  # its experiment's training is no work (elapsed_seconds)
 
 
 # -----------------------------------------------------------------------------
@@ -54,6 +54,7 @@ def load_experiments(path: Path, target: str | None) -> pd.DataFrame:
     elif target not in targets:
         raise UserError(f"{path}: no rows for target {target!r}; targets: {', '.join(targets)}")
     df = df[df["target"] == target].reset_index(drop=True)
+    df = df.drop(columns="n")
     df.insert(0, "n", range(1, len(df) + 1))
     return df
 
@@ -71,7 +72,9 @@ def tag_experiments(path: Path, root: Path, tag: str) -> pd.DataFrame:
     df = df[df["commit"].isin(number)].drop_duplicates("commit", keep="last")
     if df.empty:
         raise UserError(f"{path}: no rows for the experiments of tag {tag!r}")
+    df = df.drop(columns="n")  # the refs number old-layout rows too
     df.insert(0, "n", df["commit"].map(number))
+    df[ROW] = range(len(df))  # the completion order, for the time between rows (night_cost)
     return df.sort_values("n").reset_index(drop=True)
 
 
@@ -81,19 +84,18 @@ def running_best(df: pd.DataFrame) -> pd.Series:
     return kept.cummax().ffill()
 
 
-def crash_reason(description: str) -> str:
-    m = CRASH_REASON.search(description)
-    return m.group(1) if m else "(no reason recorded)"
+def crash_reason(reason: str) -> str:
+    return reason or "(no reason recorded)"
 
 
 def short(description: str, limit: int = LABEL_CHARS) -> str:
-    text = NOTE.sub("", description).strip() or "(no description)"
+    text = description.strip() or "(no description)"
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def summarize(df: pd.DataFrame, path: Path) -> dict:
     counts = {s: int((df["status"] == s).sum()) for s in ("keep", "discard", "crash", "ok")}
-    baseline = df["description"].str.contains(BASELINE_NOTE, regex=False)
+    baseline = df["role"] == "baseline"
     baselines = int((baseline & (df["status"] == "keep")).sum())
     judged = counts["keep"] + counts["discard"] + counts["crash"] - baselines
     best = running_best(df)
@@ -123,7 +125,7 @@ def summarize(df: pd.DataFrame, path: Path) -> dict:
     out["improvements"].sort(key=lambda x: math.inf if x["delta"] is None else -x["delta"])
     out["improvements"] = out["improvements"][:TOP_IMPROVEMENTS]
     for _, row in df[df["status"] == "crash"].iterrows():
-        out["crashes"].append({**_brief(row), "reason": crash_reason(row["description"])})
+        out["crashes"].append({**_brief(row), "reason": crash_reason(row["reason"])})
     return out
 
 
@@ -132,13 +134,31 @@ def night_cost(df: pd.DataFrame) -> dict | None:
     experiments per hour after the first, and the share of that wall time spent in training
     steps (seeds included); the rest is start-up, evaluation, proposals and git. With parallel
     workers the share exceeds 100%."""
-    ends = pd.to_datetime(df["timestamp"], errors="coerce")
-    hours = (ends.max() - ends.min()).total_seconds() / 3600 if ends.notna().sum() > 1 else 0
+    hours = elapsed_seconds(df) / 3600
     if not hours:
         return None
     later = df.iloc[1:]
     train_h = float((later["train_s"].fillna(0) * later["repeats"].clip(lower=1)).sum()) / 3600
     return {"hours": hours, "per_hour": len(later) / hours, "train_share": train_h / hours}
+
+
+def elapsed_seconds(df: pd.DataFrame) -> float:
+    """Seconds from the first row to the last, summed gap by gap in completion order.
+
+    Row times are local times without a zone, so a DST or timezone change (or a clock set) moves
+    them: the last minus the first would count that shift as hours of work. A gap that is
+    negative, or far longer than both a typical gap and its own experiment's training (a clock
+    moved forward, or a loop stopped for the day), counts as a typical gap instead."""
+    rows = df.sort_values(ROW) if ROW in df else df
+    ends = pd.to_datetime(rows["timestamp"], errors="coerce")
+    known = ends.notna()
+    gaps = ends[known].diff().dt.total_seconds().iloc[1:]
+    typical = gaps[gaps > 0].median()
+    if gaps.empty or pd.isna(typical):
+        return 0.0
+    own = (rows["train_s"].fillna(0) * rows["repeats"].clip(lower=1))[known].iloc[1:]
+    limit = np.maximum(max(LONG_GAP_S, GAP_FACTOR * typical), 2 * own + typical)
+    return float(gaps.where((gaps >= 0) & (gaps <= limit), typical).sum())
 
 
 def _brief(row: pd.Series) -> dict:
@@ -148,7 +168,7 @@ def _brief(row: pd.Series) -> dict:
         "commit": row["commit"],
         "dev_f1": None if pd.isna(f1) else float(f1),
         "status": row["status"],
-        "description": CRASH_REASON.sub("", row["description"]).strip(),
+        "description": row["description"],
     }
 
 
@@ -167,7 +187,7 @@ def summary_markdown(s: dict) -> str:
         lines.append(
             f"Best dev F1: **{b['dev_f1']:.4f}** (#{b['n']}, {b['commit']}, {b['status']})"
         )
-        lines.append(f"  {b['description'] or '(no description)'}")
+        lines.append(f"  {_cell(b['description'] or '(no description)')}")
     else:
         lines.append("Best dev F1: none yet (no kept or ok row)")
     if s["cost"]:
@@ -196,8 +216,9 @@ def summary_markdown(s: dict) -> str:
 
 
 def _cell(text: str) -> str:
-    """A markdown table cell: a `|` in a description (optuna's `a | lr 1e-3`) would split it."""
-    return text.replace("|", "\\|")
+    """Untrusted text in markdown: a `|` (optuna's `a | lr 1e-3`) would split a table cell,
+    HTML or a link would reach the renderer (nerlab.text.markdown)."""
+    return markdown(text)
 
 
 # -----------------------------------------------------------------------------

@@ -3,17 +3,26 @@
 Only training steps count. In `seconds` mode the clock runs during steps and the first
 `UNTIMED_STEPS` steps of the run are not counted (allocation, compilation, cache warm-up, as in
 autoresearch); in `steps` mode the same logic counts steps, so runs are reproducible.
+
+A step far longer than the recent ones is a pause (Ctrl-Z, a frozen container, a stalled VM):
+only its typical time counts, the rest is `paused_seconds`, so a run suspended for a minute
+still trains for its whole budget instead of being scored after a few steps.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 import time
+from collections import deque
 
 from nerlab.config import Budget, ExperimentConfig
 from nerlab.errors import UserError
 
 UNTIMED_STEPS = 3
+RECENT_STEPS = 20  # the steps a step is compared with
+PAUSE_FACTOR = 10.0  # a step this many times the recent median, and
+PAUSE_MIN_SECONDS = 2.0  # at least this long, is a pause, not training
 
 
 def allocate(budget: Budget, fractions: list[float]) -> list[float]:
@@ -55,7 +64,9 @@ class Progress:
         self.total = sum(self.allocations)
         self.scope = cfg.schedule_scope
         self.steps = 0  # whole run
-        self.train_seconds = 0.0  # timed steps only
+        self.train_seconds = 0.0  # timed steps only, pauses left out
+        self.paused_seconds = 0.0
+        self._recent: deque[float] = deque(maxlen=RECENT_STEPS)  # timed steps' durations
         self.stage = 0
         self.stage_used = 0.0
         self.run_used = 0.0
@@ -76,17 +87,33 @@ class Progress:
     def step_start(self) -> None:
         self._t0 = time.perf_counter()
 
-    def step_end(self, synchronize=lambda: None) -> None:
-        """Call after a step; `synchronize` waits for the device so the time is real."""
+    def step_end(self, synchronize=lambda: None) -> float:
+        """Call after a step; `synchronize` waits for the device so the time is real. Returns
+        the seconds of the step that were a pause (0.0 for a normal step)."""
         synchronize()
         dt = time.perf_counter() - self._t0
         self.steps += 1
         timed = self.steps > UNTIMED_STEPS
-        if timed:
+        paused = 0.0
+        if timed:  # the untimed steps (warm-up, compilation) are no reference either
+            paused = self._pause(dt)
+            dt -= paused
+            self._recent.append(dt)
             self.train_seconds += dt
         used = 1.0 if self.by_steps else (dt if timed else 0.0)
         self.stage_used += used
         self.run_used += used
+        return paused
+
+    def _pause(self, dt: float) -> float:
+        """The part of a step's `dt` beyond the recent median, when the step is a pause."""
+        if not self._recent:
+            return 0.0
+        typical = statistics.median(self._recent)
+        if dt < max(PAUSE_MIN_SECONDS, PAUSE_FACTOR * typical):
+            return 0.0
+        self.paused_seconds += dt - typical
+        return dt - typical
 
     def remaining(self) -> float:
         return max(self.total - self.run_used, 0.0)

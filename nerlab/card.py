@@ -10,6 +10,7 @@ from nerlab.config import ExperimentConfig
 from nerlab.corpora import ALIASES, CORPORA
 from nerlab.final import TEST_NOTE, fmt_diff, fmt_points
 from nerlab.model import TINY, TINY_SHAPE
+from nerlab.text import markdown as md
 
 
 def model_card(
@@ -165,7 +166,7 @@ def _training(cfg: ExperimentConfig, report: dict, best: dict) -> list[str]:
         f"{cfg.head.dropout:g}. Windows of at most {cfg.max_length} subwords; labels on each "
         f"word's first subword.",
         "",
-        f"Hardware: {report['hardware']}; {best['description']!r} was experiment {best['n']} "
+        f'Hardware: {report["hardware"]}; "{md(best["description"])}" was experiment {best["n"]} '
         f"of tag `{report['tag']}` (commit `{best['commit']}`).",
         "",
     ]

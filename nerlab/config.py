@@ -5,6 +5,7 @@ Every error names the field and what is allowed, so a human or an agent can fix 
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Literal
 
@@ -157,11 +158,12 @@ def parse_config_text(text: str, source: str = "config") -> ExperimentConfig:
 
 
 def parse_config(raw: dict, source: str = "config") -> ExperimentConfig:
+    """The schema alone, pure: the corpora are resolved against the prepared store by
+    `cfg.views()`, where runs start and proposals are checked."""
     try:
         cfg = ExperimentConfig.model_validate(raw)
     except ValidationError as e:
         raise UserError(f"{source}: " + "; ".join(_describe(err) for err in e.errors())) from None
-    cfg.views()  # unknown corpora, types, untrained target
     return cfg
 
 
@@ -292,3 +294,9 @@ def _describe_yaml_error(e: yaml.YAMLError) -> str:
     if "'\\t'" in problem:  # PyYAML: "found character '\t' that cannot start any token"
         problem = "a tab character; YAML indents with spaces only"
     return f"{where}: {' '.join(problem.split())}"
+
+
+def config_hash(text: str) -> str:
+    """The sha256 of a config's text (surrounding whitespace aside, as git shows a file), so a
+    run's log says which config it ran (train.py's summary, the runner's log header)."""
+    return hashlib.sha256(text.strip().encode("utf-8")).hexdigest()

@@ -26,19 +26,20 @@ from pathlib import Path
 import torch
 from git import GitCommandError
 
+from nerlab import policy
 from nerlab.config import parse_config_text
 from nerlab.errors import UserError
-from nerlab.gitops import PREFIX, RunBranch
+from nerlab.gitops import RunBranch, parse_experiment
 from nerlab.ledger import Ledger
 from nerlab.metrics import Scores, score, write_predictions
 from nerlab.modelio import load_tagger
-from nerlab.pool import make_pool
+from nerlab.pool import keep_running, make_pool
+from nerlab.provenance import choose_config
 from nerlab.runner import RunOutcome, RunSpec
 from nerlab.stats import diff_ci, mean_ci
+from nerlab.text import markdown as md
 from nerlab.training import load_task, pick_device, predict
 
-STEPS_TIMEOUT = 1800.0  # seconds for one seed under a steps budget (no clock of its own)
-STARTUP_ALLOWANCE = 300.0
 DEV_TOLERANCE = 1e-5  # the summary prints 6 decimals
 TEST_NOTE = (
     "The test split is used here and nowhere else: every keep/revert decision was made on dev."
@@ -73,8 +74,10 @@ class SeedResult:
 # the tag: its baseline and its best
 
 
-def tag_arms(root: Path, tag: str, config: Path, results: Path) -> list[Arm]:
-    """[baseline] when the best is the baseline, else [baseline, best]."""
+def tag_arms(root: Path, tag: str, config: Path | None, results: Path, say=print) -> list[Arm]:
+    """[baseline] when the best is the baseline, else [baseline, best]. The config file is the
+    one the tag's loop edited (a `config` that contradicts it is refused); `config` and
+    `results` are relative to `root`, where the user stands."""
     git = RunBranch(root, tag)
     experiments = git.experiments()
     if not experiments:
@@ -87,28 +90,28 @@ def tag_arms(root: Path, tag: str, config: Path, results: Path) -> list[Arm]:
     tip = git.repo.commit(git.branch)
     number = {c: n for n, c in experiments.items()}
     best = git.ran_as(tip)
-    if not tip.message.startswith(PREFIX) or best not in number:
+    if parse_experiment(tip.message) is None or best not in number:
         raise UserError(f"tag {tag!r} has no kept experiment yet (not even its baseline)")
-    rows = Ledger(results, git, "").rows()
-    arms = [_arm(git, "baseline", min(experiments), experiments, config, rows)]
+    path = choose_config(git, config, root, say)
+    rows = Ledger(Path(root) / results, git, "").rows()
+    baselines = [n for n in experiments if git.info(experiments[n]).role == "baseline"]
+    first = max(n for n in baselines if n <= number[best])  # a restarted baseline: the last
+    arms = [_arm(git, "baseline", first, experiments, path, rows)]
     if number[best] != arms[0].n:
-        arms.append(_arm(git, "best", number[best], experiments, config, rows))
+        arms.append(_arm(git, "best", number[best], experiments, path, rows))
     return arms
 
 
 def _arm(git: RunBranch, role: str, n: int, experiments: dict[int, str], config: Path, rows) -> Arm:
     commit = experiments[n]
-    subject = git.repo.commit(commit).message.splitlines()[0]
     kept = rows[(rows["commit"] == commit) & (rows["status"] == "keep")]
     f1 = float(kept["dev_f1"].iloc[-1]) if len(kept) else None
     try:
         text = git.show(commit, config)
     except GitCommandError:
-        raise UserError(
-            f"{config.name} is not in experiment commit {commit}: pass the loop's --config "
-            "(e.g. --config configs/smoke.yaml)"
-        ) from None
-    return Arm(role, n, commit, subject.split("] ", 1)[-1], text, f1)
+        rel = config.relative_to(git.root).as_posix()
+        raise UserError(f"{rel} is not in experiment commit {commit} of tag {git.tag!r}") from None
+    return Arm(role, n, commit, git.info(commit).description, text, f1)
 
 
 # -----------------------------------------------------------------------------
@@ -120,7 +123,7 @@ class FinalOptions:
     tag: str
     root: Path
     seeds: int = 3
-    config: Path = Path("configs/current.yaml")
+    config: Path | None = None  # default: the config file the tag's loop edited
     results: Path = Path("results.tsv")
     workers: int = 1
     ray_address: str | None = None
@@ -133,8 +136,7 @@ class FinalEvaluation:
         self.opts, self.say = opts, say
         self.root = Path(opts.root).resolve()
         self.dir = self.root / "runs" / opts.tag
-        config = self.root / opts.config
-        self.arms = tag_arms(self.root, opts.tag, config, self.root / opts.results)
+        self.arms = tag_arms(self.root, opts.tag, opts.config, opts.results, say)
         self.results: dict[str, dict[int, SeedResult]] = {a.commit: {} for a in self.arms}
 
     def seed_dir(self, arm: Arm, seed: int) -> Path:
@@ -165,21 +167,13 @@ class FinalEvaluation:
     def _train(self, todo: list[tuple[Arm, int]]) -> None:
         self.say(f"final: {len(todo)} runs to train ({self.opts.seeds} seeds per config)")
         pool = make_pool(self.opts.workers, self.opts.ray_address, say=self.say)
-        try:
-            queue = list(todo)
-            while queue or pool.in_flight():
-                self._fill(pool, queue)
-                (arm, seed), outcome = pool.wait()
-                self._fill(pool, queue)  # the workers train on while this one is scored
+        try:  # the workers train on while a finished seed is scored
+            for (arm, seed), outcome in keep_running(pool, (self._job(*t) for t in todo)):
                 self._finished(arm, seed, outcome)
         finally:
             pool.close()
 
-    def _fill(self, pool, queue: list[tuple[Arm, int]]) -> None:
-        while queue and pool.in_flight() < pool.workers:
-            self._submit(pool, *queue.pop(0))
-
-    def _submit(self, pool, arm: Arm, seed: int) -> None:
+    def _job(self, arm: Arm, seed: int) -> tuple[tuple[Arm, int], RunSpec, Path]:
         out = self.seed_dir(arm, seed)
         out.parent.mkdir(parents=True, exist_ok=True)
         spec = RunSpec(
@@ -190,7 +184,7 @@ class FinalEvaluation:
             save_model=str(out),
         )
         self.say(f"[{arm.role} {arm.commit} seed {seed}] training")
-        pool.submit((arm, seed), spec, out.parent / f"seed{seed}.log")
+        return (arm, seed), spec, out.parent / f"seed{seed}.log"
 
     def _finished(self, arm: Arm, seed: int, outcome: RunOutcome) -> None:
         label = f"[{arm.role} {arm.commit} seed {seed}]"
@@ -240,9 +234,8 @@ class FinalEvaluation:
 
 
 def run_timeout(config_text: str) -> float:
-    """As the loop's: 2x a seconds budget plus startup, or a fixed allowance for steps."""
-    budget = parse_config_text(config_text).budget
-    return STEPS_TIMEOUT if budget.seconds is None else 2 * budget.seconds + STARTUP_ALLOWANCE
+    """One seed's time limit, as the loop's (nerlab.policy)."""
+    return policy.run_timeout(parse_config_text(config_text).budget)
 
 
 def score_seed(model_dir: Path, outcome: RunOutcome) -> SeedResult:
@@ -359,8 +352,9 @@ def fmt_diff(d: dict | None) -> str:
 
 
 def cell(text: str) -> str:
-    """Text for a markdown table cell: a `|` in it would end the cell."""
-    return text.replace("|", "\\|")
+    """Untrusted text for a markdown table cell or sentence (a `|` would end the cell, HTML or
+    a link would reach the reader's renderer): escaped (nerlab.text.markdown)."""
+    return md(text)
 
 
 def markdown(r: dict) -> str:
@@ -408,7 +402,7 @@ def markdown(r: dict) -> str:
     for role in roles:
         for s in r[role]["seeds"]:
             if s["status"] != "ok":
-                lines.append(f"\n{role} seed {s['seed']} crashed: {s['reason']}")
+                lines.append(f"\n{role} seed {s['seed']} crashed: {cell(s['reason'])}")
             elif s["dev_check"] != "ok":
                 lines.append(f"\n{role} seed {s['seed']}: dev check failed: {s['dev_check']}")
     return "\n".join(lines)

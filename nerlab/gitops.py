@@ -7,6 +7,11 @@ restarted loop finds every experiment it started. Only kept experiments join the
 branch tip is always the best experiment, and the working tree always holds its config. A kept
 experiment whose parent is no longer the tip lands as a new commit on the tip with the same
 config, naming the commit that ran in a `Ran-as:` trailer.
+
+What an experiment is travels with it as trailers (`Tag:`, `Experiment:`, `Role:`, `Config:`,
+and `Ran-as:` on a landed copy), read back by `parse_experiment` alone (nerlab.provenance
+turns them into the config file a tag edits). Commits made before the trailers existed are
+read by their subject.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import git
@@ -23,7 +29,62 @@ from nerlab.errors import UserError
 
 PREFIX = "autoresearch: "
 NUMBER = re.compile(r"^autoresearch: \[(\d+)\] ")
-RAN_AS = re.compile(r"^Ran-as: ([0-9a-f]{7,40})$", re.MULTILINE)
+TRAILER = re.compile(r"^([A-Z][A-Za-z-]*): (.+)$")
+ROLES = ("baseline", "experiment")
+HAND_BASELINE = "baseline"  # the subject of a hand-run tag's first commit (program.md)
+
+
+@dataclass(frozen=True)
+class ExperimentCommit:
+    """An experiment commit's message, as fields."""
+
+    n: int
+    description: str
+    role: str | None  # baseline | experiment; None: an old commit that did not say
+    config: str | None  # the config file, relative to the repository; None: did not say
+    tag: str | None
+    ran_as: str | None  # a landed copy: the short hash of the commit that ran
+
+
+def experiment_message(n: int, description: str, *, tag: str, role: str, config: str,
+                       ran_as: str = "") -> str:  # fmt: skip
+    """An experiment commit's message: subject, then its identity as trailers."""
+    subject = " ".join(description.split())[:200]
+    trailers = [f"Tag: {tag}", f"Experiment: {n}", f"Role: {role}", f"Config: {config}"]
+    trailers += [f"Ran-as: {ran_as}"] if ran_as else []
+    return f"{PREFIX}[{n}] {subject}\n\n" + "\n".join(trailers) + "\n"
+
+
+def parse_experiment(message: str) -> ExperimentCommit | None:
+    """The one reader of experiment commit messages; None for any other commit."""
+    lines = message.splitlines()
+    m = NUMBER.match(lines[0]) if lines else None
+    if not m:
+        return None
+    fields = {}
+    for line in reversed(lines[1:]):  # trailers: the last paragraph
+        t = TRAILER.match(line.strip())
+        if not t:
+            break
+        fields[t.group(1).lower()] = t.group(2).strip()
+    ran_as = fields.get("ran-as")
+    return ExperimentCommit(
+        n=int(fields.get("experiment", m.group(1))),
+        description=lines[0][m.end() :],
+        role=fields.get("role") if fields.get("role") in ROLES else None,
+        config=fields.get("config"),
+        tag=fields.get("tag"),
+        ran_as=ran_as[:7] if ran_as and re.fullmatch(r"[0-9a-f]{7,40}", ran_as) else None,
+    )
+
+
+def is_baseline(commit: git.Commit) -> bool:
+    """A tag's baseline: an experiment commit whose role says so, or a hand-made commit whose
+    subject is exactly `baseline` (program.md's convention for record.py)."""
+    info = parse_experiment(commit.message)
+    if info is not None and info.role is not None:
+        return info.role == "baseline"
+    return commit.summary == HAND_BASELINE
 
 
 def short_head(path: Path) -> str:
@@ -146,12 +207,12 @@ class RunBranch:
         return self.repo.head.commit
 
     def experiment_commit(self, n: int, path: Path, text: str, description: str,
-                          parent: str, ran_as: str = "") -> str:  # fmt: skip
+                          parent: str, role: str, ran_as: str = "") -> str:  # fmt: skip
         """A commit of `text` as `path` on top of `parent` (no checkout, no index change),
         held by the experiment's ref; returns its short hash."""
-        rel = str(Path(path).resolve().relative_to(self.root))
-        subject = " ".join(description.split())[:200]
-        message = f"{PREFIX}[{n}] {subject}" + (f"\n\nRan-as: {ran_as}" if ran_as else "")
+        rel = Path(path).resolve().relative_to(self.root).as_posix()
+        message = experiment_message(n, description, tag=self.tag, role=role, config=rel,
+                                     ran_as=ran_as)  # fmt: skip
         with tempfile.TemporaryDirectory(prefix="ner-git-") as tmp:
             blob_file = Path(tmp) / "blob"
             blob_file.write_text(text)
@@ -179,24 +240,46 @@ class RunBranch:
                 out[int(ref.rsplit("/", 1)[-1])] = sha[:7]
         return out
 
+    def changed(self, commit: str) -> list[str]:
+        """The files a commit changed against its first parent (none for a root commit)."""
+        c = self.repo.commit(commit)
+        if not c.parents:
+            return []
+        out = self.repo.git.diff_tree("--no-commit-id", "--name-only", "-r", c.parents[0], c)
+        return out.split()
+
     def show(self, commit: str, path: Path) -> str:
         rel = Path(path).resolve().relative_to(self.root).as_posix()
         return self.repo.git.show(f"{commit}:{rel}")
 
     def ran_as(self, commit: git.Commit) -> str:
         """The experiment commit a branch commit stands for (itself, or its Ran-as trailer)."""
-        m = RAN_AS.search(commit.message)
-        return m.group(1)[:7] if m else commit.hexsha[:7]
+        info = parse_experiment(commit.message)
+        return info.ran_as if info and info.ran_as else commit.hexsha[:7]
+
+    def info(self, commit: str) -> ExperimentCommit:
+        """An experiment of this tag as fields; an old commit's role is inferred (the tag's
+        first experiment is its baseline)."""
+        c = self.repo.commit(commit)
+        info = parse_experiment(c.message)
+        if info is None:
+            raise UserError(f"{commit} is not an experiment commit of tag {self.tag!r}")
+        if info.role is None:
+            first = min(self.experiments(), default=info.n)
+            role = "baseline" if info.n == first else "experiment"
+            info = ExperimentCommit(info.n, info.description, role, info.config, info.tag,
+                                    info.ran_as)  # fmt: skip
+        return info
 
     def on_branch(self) -> set[str]:
         """Experiments the branch holds (by the commit that ran)."""
         return {
             self.ran_as(c)
             for c in self.repo.iter_commits(self.branch, max_count=10_000)
-            if c.message.startswith(PREFIX)
+            if parse_experiment(c.message)
         }
 
-    def land(self, n: int, commit: str, path: Path, text: str, description: str) -> str:
+    def land(self, n: int, commit: str, path: Path, text: str, description: str, role: str) -> str:
         """Put a kept experiment on the branch: fast-forward when it was made on the tip, else
         the same config as a new commit on the tip. Moves the working tree along."""
         tip = self.tip()
@@ -204,6 +287,6 @@ class RunBranch:
         if parent == tip.hexsha:
             target = commit
         else:
-            target = self.experiment_commit(n, path, text, description, tip.hexsha, commit)
+            target = self.experiment_commit(n, path, text, description, tip.hexsha, role, commit)
         self.repo.git.reset("--hard", target)
         return target

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from nerlab.gitops import NUMBER, PREFIX, RunBranch
-from nerlab.results import append_row, read_results
-from nerlab.runner import RunOutcome, results_row
+from nerlab.gitops import RunBranch, parse_experiment
+from nerlab.results import COLUMNS, append_row, read_results, results_row
+from nerlab.runner import RunOutcome
 
 
 @dataclass(frozen=True)
@@ -26,12 +26,12 @@ class Best:
 
 
 class Ledger:
-    def __init__(self, path: Path, git: RunBranch, target: str):
-        self.path, self.git, self.target = path, git, target
+    def __init__(self, path: Path, git: RunBranch, target: str, config: str = ""):
+        self.path, self.git, self.target, self.config = path, git, target, config
 
     def rows(self) -> pd.DataFrame:
         if not self.path.exists() or self.path.stat().st_size == 0:
-            return pd.DataFrame(columns=["commit", "status", "dev_f1", "description"])
+            return pd.DataFrame(columns=COLUMNS)
         return read_results(self.path)
 
     def tag_rows(self) -> pd.DataFrame:
@@ -46,7 +46,8 @@ class Ledger:
     def best(self) -> Best | None:
         """The tip's experiment and its keep row; None before a baseline was kept."""
         tip = self.git.tip()
-        if not tip.message.startswith(PREFIX):
+        info = parse_experiment(tip.message)
+        if info is None:
             return None
         commit = self.git.ran_as(tip)
         if commit not in self.git.experiments().values():
@@ -55,16 +56,17 @@ class Ledger:
         kept = rows[(rows["commit"] == commit) & (rows["status"] == "keep")]
         if not len(kept):
             return None
-        subject = tip.message.splitlines()[0]
-        m = NUMBER.match(subject)
-        description = subject[m.end() :] if m else subject.removeprefix(PREFIX)
-        return Best(commit, float(kept["dev_f1"].iloc[-1]), description)
+        return Best(commit, float(kept["dev_f1"].iloc[-1]), info.description)
 
-    def record(self, commit: str, outcome: RunOutcome, description: str, status: str = "crash",
-               note: str = "", f1s: list[float] | None = None) -> None:  # fmt: skip
-        """One row. A write that fails (disk full) raises UserError and appends nothing."""
+    def record(self, n: int, commit: str, role: str, description: str, outcome: RunOutcome,
+               status: str = "crash", reason: str = "", f1s: list[float] | None = None,
+               ) -> None:  # fmt: skip
+        """Experiment n's row. A write that fails (disk full) raises UserError and appends
+        nothing."""
         if status == "crash":
             f1s = []
-        row = results_row(outcome.summary, self.target, description, status,
-                          note or outcome.reason, commit, f1s)  # fmt: skip
+        row = results_row(outcome.summary, commit=commit, target=self.target,
+                          description=description, status=status,
+                          reason=reason or outcome.reason, f1s=f1s, tag=self.git.tag, n=n,
+                          role=role, config=self.config)  # fmt: skip
         append_row(self.path, row)

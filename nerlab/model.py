@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,8 +47,14 @@ def tiny_tokenizer(texts: list[Sentence], cache_dir: Path) -> PreTrainedTokenize
     for s in texts:
         digest.update(" ".join(s.tokens).encode() + b"\n")
     path = Path(cache_dir) / f"tiny-tokenizer-{digest.hexdigest()[:16]}"
-    if not (path / "tokenizer.json").exists():
-        _train_wordpiece(texts, path)
+    if (path / "tokenizer.json").exists():
+        try:
+            return PreTrainedTokenizerFast.from_pretrained(path)
+        except Exception as e:  # any damage: the cache is derived data, trained again below
+            print(f"note: {path} is damaged ({type(e).__name__}): training it again (a few rare "
+                  "subwords may differ from the lost one's)", flush=True)  # fmt: skip
+            shutil.rmtree(path, ignore_errors=True)
+    _train_wordpiece(texts, path)
     return PreTrainedTokenizerFast.from_pretrained(path)
 
 
@@ -79,8 +86,6 @@ def _train_wordpiece(texts: list[Sentence], path: Path) -> None:
     try:
         tmp.replace(path)  # atomic: a concurrent run sees the whole tokenizer or none of it
     except OSError:  # another process finished first; theirs is identical
-        import shutil
-
         shutil.rmtree(tmp)
 
 

@@ -11,6 +11,8 @@ files, so predict.py reads both.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,7 +80,10 @@ def read_meta(path: Path) -> dict:
             f"{path}: not a model saved by this project (no {META}); save one with "
             "`train.py --save-model DIR` or `final.py --export DIR`"
         )
-    meta = json.loads((path / META).read_text())
+    try:
+        meta = json.loads((path / META).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path / META}: damaged ({e}); save or export the model again") from None
     if meta.get("format") != FORMAT:
         raise UserError(f"{path}/{META}: format {meta.get('format')!r}, expected {FORMAT}")
     return meta
@@ -91,12 +96,29 @@ def load_tagger(path: Path, device: torch.device) -> SavedTagger:
     # no data check (parse_config's): predicting needs no prepared corpora
     cfg = ExperimentConfig.model_validate(yaml.safe_load(meta["config"]))
     view = View(meta["target"], meta["corpus"], tuple(meta["types"]))
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    with _damaged(path, "its tokenizer"):
+        tokenizer = AutoTokenizer.from_pretrained(path)
     tokenizer.name_or_path = meta.get("tokenizer", tokenizer.name_or_path)  # reuse the cache
-    encoder = _quiet_base_model(path)
+    with _damaged(path, "its encoder (config.json, model.safetensors)"):
+        encoder = _quiet_base_model(path)
     model = Tagger(encoder, [view], meta["head"], cfg.head.dropout)
-    model.heads[head_key(view)].load_state_dict(load_file(path / HEAD))
+    with _damaged(path, HEAD):
+        model.heads[head_key(view)].load_state_dict(load_file(path / HEAD))
     return SavedTagger(model.to(device).eval(), tokenizer, cfg, view, meta)
+
+
+@contextmanager
+def _damaged(path: Path, what: str) -> Iterator[None]:
+    """A file of the model that does not load (truncated by a full disk or a kill, edited):
+    one line naming it, not the loader's traceback."""
+    try:
+        yield
+    except Exception as e:  # safetensors, tokenizers, transformers, torch: each its own type
+        detail = " ".join(str(e).split())[:200] or type(e).__name__
+        raise UserError(
+            f"{path}: cannot load {what} ({detail}); the file is damaged or incomplete: save "
+            "or export the model again"
+        ) from None
 
 
 def _quiet_base_model(path: Path):

@@ -17,6 +17,7 @@ from matplotlib.transforms import Bbox
 from nerlab.analysis import KEPT, Transfer, fmt_delta, fmt_f1, fmt_seeds, running_best, short
 from nerlab.results import BASELINE
 from nerlab.stats import Interval
+from nerlab.text import PLAIN_FIGURE_TEXT, visible
 
 matplotlib.use("Agg")  # before pyplot is imported
 
@@ -33,7 +34,13 @@ def progress_figure(df: pd.DataFrame):
     number: discarded grey, kept green, hand runs blue, crashes as crosses at the bottom, the
     running best as a step line with its seed spread (± std) where it has repeats. Kept and
     hand-run points carry their number; a key beside the axes gives their descriptions; the
-    legend sits below the axes, so it hides no point."""
+    legend sits below the axes, so it hides no point. Text is drawn as written, never as
+    mathtext: a description is untrusted (`lr $x^ 50%` would not parse)."""
+    with plt.rc_context(PLAIN_FIGURE_TEXT):  # read when each text object is created
+        return _progress_figure(df)
+
+
+def _progress_figure(df: pd.DataFrame):
     best = running_best(df)
     width = max(8.0, min(16.0, 0.12 * df["n"].max() + 7))
     fig = plt.figure(figsize=(width, 5.2))
@@ -94,7 +101,7 @@ def _spread(ax, df: pd.DataFrame, best: pd.Series) -> None:
 def _progress_title(df: pd.DataFrame, best: pd.Series) -> str:
     c = df["status"].value_counts().reindex(["keep", "discard", "crash", "ok"], fill_value=0)
     target = df["target"].iloc[0]
-    head = f"{target}: best dev F1 {best.max():.4f}" if best.notna().any() else target
+    head = f"{visible(target)}: best dev F1 {best.max():.4f}" if best.notna().any() else target
     hand = f", {c['ok']} hand run(s)" if c["ok"] else ""
     counts = (f"{len(df)} experiments: {c['keep']} kept, {c['discard']} discarded, "
               f"{c['crash']} crashed{hand}")  # fmt: skip
@@ -135,7 +142,10 @@ def _contains(outer: Bbox, inner: Bbox) -> bool:
 def _key(key, marked: pd.DataFrame) -> None:
     """The descriptions of the numbered points, beside the axes (as many as fit)."""
     key.axis("off")
-    lines = [f"{r.n:>3}  {r.dev_f1:.4f}  {short(r.description, 30)}" for r in marked.itertuples()]
+    lines = [
+        f"{r.n:>3}  {r.dev_f1:.4f}  {short(visible(r.description), 30)}"
+        for r in marked.itertuples()
+    ]
     if len(lines) > KEY_LINES:
         lines = lines[: KEY_LINES - 1] + [f"… and {len(lines) - KEY_LINES + 1} more"]
     text = "kept experiments\n  #  dev F1  description\n" + "\n".join(lines)
@@ -158,6 +168,11 @@ def _set_ylim(ax, values: pd.Series) -> None:
 
 def plot_matrix(cells: list[Transfer], baselines: dict[str, Interval], df, out: Path) -> None:
     """Targets by sources, coloured by ΔF1 (F1 points); not significant cells hatched."""
+    with plt.rc_context(PLAIN_FIGURE_TEXT):
+        _plot_matrix(cells, baselines, df, out)
+
+
+def _plot_matrix(cells: list[Transfer], baselines: dict[str, Interval], df, out: Path) -> None:
     # targets in sweep order; sources that are also targets first, in the same order, so the
     # skipped self-transfer cells line up on the diagonal
     targets = list(dict.fromkeys(df["target"]))

@@ -13,12 +13,14 @@ import contextlib
 import os
 import socket
 import time
+from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from pathlib import Path
 from typing import Any, Protocol
 
 from nerlab.errors import UserError
+from nerlab.redact import is_secret
 from nerlab.runner import RunOutcome, RunSpec, kill_all, run_for_ray, run_train
 from nerlab.signals import kept_handlers
 
@@ -83,12 +85,13 @@ NEVER = ("RAY_", "CUDA_VISIBLE_DEVICES", "ANTHROPIC_")  # Ray's, the GPU choice,
 def task_env(local: bool) -> dict[str, str]:
     """The driver's environment for train.py in a Ray task: all of it on a local instance (the
     same machine, as a sequential run would see it), the project's and Hugging Face's settings
-    on a cluster (other nodes have their own PATH, CUDA, ...). Never the secrets (train.py
-    needs no API key, and task arguments live in Ray's object store)."""
+    on a cluster (other nodes have their own PATH, CUDA, ...). Never a secret: no
+    `*_API_KEY`, `*_TOKEN` or `*_SECRET` (train.py needs none, and task arguments live in
+    Ray's object store; a node that downloads a gated model logs in with `hf auth login`)."""
     return {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(NEVER) and (local or k.startswith(CARRIED))
+        if not k.startswith(NEVER) and not is_secret(k) and (local or k.startswith(CARRIED))
     }
 
 
@@ -196,3 +199,27 @@ class RayPool:
         if self._started:
             with contextlib.suppress(Exception):
                 self.ray.shutdown()
+
+
+# -----------------------------------------------------------------------------
+# keeping a pool busy (final.py's seeds, the sweep's cells)
+
+
+def keep_running(
+    pool: Pool, jobs: Iterable[tuple[Any, RunSpec, Path]]
+) -> Iterator[tuple[Any, RunOutcome]]:
+    """Keep up to `pool.workers` of `jobs` (key, spec, log path) in flight, taken in order and
+    only when a worker is free, and yield each (key, outcome) as it finishes. The next job is
+    submitted before its predecessor's outcome is yielded, so workers train on while the
+    caller handles it."""
+    jobs = iter(jobs)
+
+    def fill() -> None:
+        while pool.in_flight() < pool.workers and (job := next(jobs, None)) is not None:
+            pool.submit(*job)
+
+    fill()
+    while pool.in_flight():
+        done = pool.wait()
+        fill()
+        yield done

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import difflib
 import json
+from collections.abc import Callable
 
-from nerlab.agents import Proposal
+from nerlab.agents import Context, Proposal, ProposalError, Proposer, ProposerUnavailable
 from nerlab.config import ExperimentConfig, parse_config_text
 from nerlab.errors import UserError
+from nerlab.policy import MAX_PROPOSAL_TRIES
+from nerlab.text import visible
 
 MAX_CONFIG_CHARS = 8000  # a config is a few hundred characters; refuse anything absurd
 # What an experiment may not change: otherwise F1s stop being comparable (another target,
@@ -45,6 +48,7 @@ class ProposalCheck:
         if len(proposal.config_yaml) > MAX_CONFIG_CHARS:
             raise UserError(f"config_yaml is over {MAX_CONFIG_CHARS} characters")
         cfg = parse_config_text(proposal.config_yaml, source="config_yaml")
+        cfg.views()  # its corpora and types exist in the prepared store
         for name, value in self.fixed.items():
             if getattr(cfg, name) != value:
                 shown = (
@@ -58,6 +62,30 @@ class ProposalCheck:
                 "the same idea with another share of the budget, LR or seed)"
             )
         return cfg
+
+
+class NoValidProposal(Exception):
+    """The proposer's tries are spent: the message says why the last one was refused."""
+
+
+def ask(proposer: Proposer, ctx: Context, check: ProposalCheck,
+        say: Callable[[str], None]) -> tuple[Proposal, ExperimentConfig]:  # fmt: skip
+    """Ask until a proposal passes the checks, each refusal going back to the proposer (as the
+    next call's error, and as an unmeasured observation)."""
+    error = None
+    for _ in range(MAX_PROPOSAL_TRIES):
+        proposal = None
+        try:
+            proposal = proposer.propose(ctx, error)
+            return proposal, check.check(proposal)
+        except ProposerUnavailable:
+            raise
+        except (UserError, ProposalError) as e:
+            error = str(e)
+        say(f"proposal rejected: {visible(error)}")
+        if proposal is not None:
+            proposer.observe(proposal, None)
+    raise NoValidProposal(f"no valid proposal after {MAX_PROPOSAL_TRIES} tries: {error}")
 
 
 def config_diff(best_text: str, text: str) -> str:

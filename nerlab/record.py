@@ -4,13 +4,15 @@ printed, so a coding agent never averages seeds, picks seeds or writes TSV by ha
 
 The git shape is agent_loop.py's: every experiment is a commit of the config (the first one the
 commit `baseline`), and the branch holds only kept experiments. The best is the keep row of the
-nearest commit before HEAD on the branch that has one; the walk stops at the `baseline` commit,
+nearest commit before HEAD on the branch that has one; the walk stops at the baseline commit,
 so a new tag never inherits another tag's score. A run that needs confirmation writes no row:
-its confirmation's record writes one row with all the seeds.
+its confirmation's record writes one row with all the seeds; a commit has one row, whatever
+its outcome. A log is HEAD's only when the config it names (its `config_sha256`) is HEAD's.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 from dataclasses import dataclass
@@ -18,18 +20,18 @@ from pathlib import Path
 
 import git
 
-from nerlab.config import ExperimentConfig, load_config
+from nerlab import policy, provenance
+from nerlab.config import ExperimentConfig, config_hash, load_config
 from nerlab.errors import UserError
+from nerlab.gitops import HAND_BASELINE, is_baseline, parse_experiment
 from nerlab.ledger import Best
-from nerlab.loop import STARTUP_ALLOWANCE, STEPS_MODE_TIMEOUT
-from nerlab.results import append_row, read_results
-from nerlab.runner import RunOutcome, outcome_of, results_row
-from nerlab.stats import NOISE_MARGIN, Decision, decide
+from nerlab.policy import MIN_SEEDS, NOISE_MARGIN
+from nerlab.results import append_row, read_results, results_row
+from nerlab.runner import RunOutcome, outcome_of
+from nerlab.stats import Decision, decide
 from nerlab.summary import parse_summary
 
-BASELINE = "baseline"  # the subject of the first experiment's commit
-MIN_SEEDS = 3  # seeds behind a win within the noise margin, as agent_loop.py's default
-DEFAULT_CONFIG = Path("configs/current.yaml")
+CONFIG_HASH = re.compile(r"^(?:# config sha256|config_sha256):\s*([0-9a-f]{64})\s*$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -43,12 +45,14 @@ class Recorded:
 
 
 def run_timeout(cfg: ExperimentConfig, repeats: int | None = None) -> int:
-    """Seconds before a run counts as hung: agent_loop.py's figure (2x the budget per seed plus
-    startup; a fixed allowance per seed for a steps budget)."""
-    repeats = repeats or cfg.repeats
-    if cfg.budget.seconds is None:
-        return round(STEPS_MODE_TIMEOUT * repeats)
-    return round(2 * cfg.budget.seconds * repeats + STARTUP_ALLOWANCE)
+    """Seconds before a run counts as hung (nerlab.policy, as the loop's)."""
+    return round(policy.run_timeout(cfg.budget, repeats or cfg.repeats))
+
+
+def head_config(root: Path, given: Path | None) -> Path:
+    """The config file HEAD's experiment edits, relative to the repository (nerlab.provenance);
+    `given` is relative to `root`, where the user stands."""
+    return provenance.head_config(_repo(root), given, root)
 
 
 def record(
@@ -56,24 +60,32 @@ def record(
     log: Path,
     description: str = "",
     confirms: Path | None = None,
-    config: Path = DEFAULT_CONFIG,
+    config: Path | None = None,
     results: Path = Path("results.tsv"),
 ) -> Recorded:
     """Decide on HEAD's run(s) and write its row (none while a confirmation is pending)."""
     repo = _repo(root)
-    cfg = _committed_config(repo, root / config, config)
+    top = Path(repo.working_tree_dir)
+    rel = head_config(root, config)
+    cfg = _committed_config(repo, top / rel, rel)
     results = root / results
     head = repo.head.commit
     commit = head.hexsha[:7]
     _refuse_second_row(results, commit)
-    best = None if head.summary == BASELINE else find_best(repo, results)
+    baseline = is_baseline(head)
+    best = None if baseline else find_best(repo, results)
     description = description or head.summary
-    outcome = read_log(root / log, head)
-    first = read_log(root / confirms, head) if confirms else None
+    ran = config_hash((top / rel).read_text(encoding="utf-8", errors="replace"))
+    outcome = read_log(root / log, head, ran, rel)
+    first = read_log(root / confirms, head, ran, rel) if confirms else None
     if first is not None and not first.ok:
         raise UserError(f"{confirms}: that run crashed, so there is nothing to confirm")
+    fields = {
+        "commit": commit, "target": cfg.target, "description": description, "tag": _tag(repo),
+        "role": "baseline" if baseline else "experiment", "config": rel.as_posix(),
+    }  # fmt: skip
     if not outcome.ok:
-        row = results_row(outcome.summary, cfg.target, description, "crash", outcome.reason, commit)
+        row = results_row(outcome.summary, status="crash", reason=outcome.reason, **fields)
         append_row(results, row)
         return Recorded(commit, "crash", outcome.reason, best, row, _after_crash(best))
     f1s = (first.f1s if first else []) + outcome.f1s
@@ -84,34 +96,49 @@ def record(
                 f"{log} and {confirms} hold {len(f1s)} seeds, {MIN_SEEDS} are needed: "
                 f"run the confirmation command printed for {confirms}"
             )
-        steps = _confirmation(cfg, len(f1s), log, config)
+        steps = _confirmation(cfg, len(f1s), log, rel)
         return Recorded(commit, "confirm", decision.reason, best, None, steps)
     summary = (first or outcome).summary  # the first run's cost and memory, as the loop does
-    row = results_row(
-        summary, cfg.target, description, decision.action, decision.reason, commit, f1s
-    )
+    row = results_row(summary, status=decision.action, reason=decision.reason, f1s=f1s, **fields)
     append_row(results, row)
     return Recorded(
-        commit, decision.action, decision.reason, best, row, _after(decision, best, config)
+        commit, decision.action, decision.reason, best, row, _after(decision, best, rel)
     )
 
 
-def read_log(path: Path, head: git.Commit) -> RunOutcome:
+def read_log(path: Path, head: git.Commit, config_sha256: str, config: Path) -> RunOutcome:
     """A run's outcome from its log's summary block (train.py exits 0 exactly when it is ok).
-    A log older than HEAD's commit is an earlier experiment's: refused, not recorded twice."""
+    A log of another config (its `config_sha256`, or the runner's header, differs from HEAD's
+    `config`) is another commit's run: refused. A log without either is held to its age: one
+    older than HEAD's commit is an earlier experiment's."""
     if not path.exists():
         raise UserError(f"{path}: log not found (run: python train.py > {path} 2>&1)")
-    if path.stat().st_mtime < head.committed_date:
+    text = path.read_text(encoding="utf-8", errors="replace")
+    named = CONFIG_HASH.findall(text)
+    if any(h != config_sha256 for h in named):
+        raise UserError(
+            f"{path.name} is a run of another config (sha256 {named[-1][:12]}), not of "
+            f"{config} at {head.hexsha[:7]} ({config_sha256[:12]}): run this commit's config "
+            "and record that log"
+        )
+    if not named and path.stat().st_mtime < head.committed_date:
         raise UserError(
             f"{path.name} is older than commit {head.hexsha[:7]}: it is an earlier "
             "run's log; run this commit first"
         )
-    text = path.read_text(encoding="utf-8", errors="replace")
     summary = parse_summary(text)
-    if summary is None:
+    if summary is None or summary["status"] not in ("ok", "crash"):
+        if summary is not None or "\n---" in text:
+            return RunOutcome("crash", reason="truncated log: its summary block is cut short")
         tail = " | ".join(text.strip().splitlines()[-3:])[-300:]
         return RunOutcome("crash", reason=f"no summary block (killed or timed out): {tail}")
     return outcome_of(text, 0 if summary["status"] == "ok" else 1)
+
+
+def _tag(repo: git.Repo) -> str:
+    """The tag of a branch autoresearch/<tag>; empty on any other branch."""
+    branch = "" if repo.head.is_detached else repo.active_branch.name
+    return branch.removeprefix("autoresearch/") if branch.startswith("autoresearch/") else ""
 
 
 def find_best(repo: git.Repo, results: Path) -> Best:
@@ -120,15 +147,16 @@ def find_best(repo: git.Repo, results: Path) -> Best:
     kept = _kept_rows(results)
     for c in list(repo.iter_commits("HEAD", first_parent=True))[1:]:
         if c.hexsha[:7] in kept:
-            return Best(c.hexsha[:7], kept[c.hexsha[:7]], c.summary)
-        if c.summary == BASELINE:
+            info = parse_experiment(c.message)
+            return Best(c.hexsha[:7], kept[c.hexsha[:7]], info.description if info else c.summary)
+        if is_baseline(c):
             raise UserError(
                 f"the baseline {c.hexsha[:7]} has no keep row in {results.name}: "
                 "record its run first (python record.py run.log)"
             )
     raise UserError(
-        f"no `{BASELINE}` commit on this branch: make one with "
-        f"git commit --allow-empty -am {BASELINE}, run it and record it"
+        f"no `{HAND_BASELINE}` commit on this branch: make one with "
+        f"git commit --allow-empty -am {HAND_BASELINE}, run it and record it"
     )
 
 
@@ -141,15 +169,19 @@ def _kept_rows(results: Path) -> dict[str, float]:
 
 
 def _refuse_second_row(results: Path, commit: str) -> None:
-    """A decided commit is done; recording it again would count its seeds twice."""
+    """A recorded commit is done (kept, discarded or crashed): a second row would count its
+    seeds twice, or its crash twice."""
     if not results.exists() or results.stat().st_size == 0:
         return
     rows = read_results(results)
-    decided = rows[(rows["commit"] == commit) & rows["status"].isin(["keep", "discard"])]
-    if len(decided):
+    done = rows[rows["commit"] == commit]
+    if len(done):
+        status = done["status"].iloc[-1]
+        then = "commit the next experiment"
+        if status == "crash":
+            then = "fix what its reason names, git commit --amend -a --no-edit, run again"
         raise UserError(
-            f"{commit} already has a {decided['status'].iloc[-1]} row in "
-            f"{results.name}: commit the next experiment before recording"
+            f"{commit} already has a {status} row in {results.name}: {then} before recording"
         )
 
 
@@ -210,7 +242,7 @@ def _train_command(config: Path) -> str:
 
 
 def _config_flag(config: Path) -> str:
-    return "" if config == DEFAULT_CONFIG else f" --config {config}"
+    return "" if config == provenance.DEFAULT_CONFIG else f" --config {config}"
 
 
 def python() -> str:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import html
 import io
 import json
 import math
+import sys
 import tempfile
 from pathlib import Path
 
@@ -22,8 +22,8 @@ from pydantic import ValidationError
 
 from nerlab.analysis import (
     KEPT,
-    NOTE,
     crash_reason,
+    elapsed_seconds,
     fmt_delta,
     load_matrix,
     running_best,
@@ -37,7 +37,9 @@ from nerlab.final import fmt_diff, fmt_points
 from nerlab.gitops import RunBranch
 from nerlab.plots import plot_matrix, plt, progress_figure
 from nerlab.proposals import config_diff
+from nerlab.provenance import choose_config
 from nerlab.summary import parse_summary
+from nerlab.text import html
 
 STYLE = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
@@ -57,18 +59,20 @@ white-space:pre-wrap;word-break:break-word} .add{color:#116611} .del{color:#aa11
 
 
 def write_report(
-    root: Path, tag: str, results: Path, config: Path, matrix: Path, out: Path
+    root: Path, tag: str, results: Path, config: Path | None, matrix: Path, out: Path
 ) -> None:
+    """`config`: default, the file the tag's loop edited (its commits say)."""
     root = Path(root).resolve()
-    page = render(root, tag, root / results, root / config, root / matrix)
+    page = render(root, tag, root / results, config, root / matrix)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")
 
 
-def render(root: Path, tag: str, results: Path, config: Path, matrix: Path) -> str:
+def render(root: Path, tag: str, results: Path, config: Path | None, matrix: Path) -> str:
     df = tag_experiments(results, root, tag)
     git = RunBranch(root, tag)
+    config = choose_config(git, config, root, lambda m: print(m, file=sys.stderr))
     summary = summarize(df, results)
     final_path = root / "runs" / tag / "final.json"
     final = json.loads(final_path.read_text()) if final_path.exists() else None
@@ -76,7 +80,7 @@ def render(root: Path, tag: str, results: Path, config: Path, matrix: Path) -> s
         f"<h1>ner-autoresearch: tag {_e(tag)}</h1>",
         f"<p class=sub>target {_e(summary['target'])} · branch autoresearch/{_e(tag)} · "
         f"generated {dt.datetime.now():%Y-%m-%d %H:%M}</p>",
-        _headline(df, summary, final, _hours(df, git)),
+        _headline(df, summary, final, _hours(df)),
         "<h2>Progress</h2>",
         _img(_progress_png(df), "progress of the experiments"),
         "<h2>Kept improvements</h2>",
@@ -98,7 +102,7 @@ def render(root: Path, tag: str, results: Path, config: Path, matrix: Path) -> s
 
 
 def _e(x) -> str:
-    return html.escape(str(x))
+    return html(x)  # every text here may be untrusted: descriptions, reasons, configs
 
 
 def _box(value: str, label: str, cls: str = "box") -> str:
@@ -128,7 +132,7 @@ def _headline(df: pd.DataFrame, s: dict, final: dict | None, hours: float | None
     rate = "n/a" if s["keep_rate"] is None else f"{s['keep_rate']:.0%}"
     boxes += [
         _box(str(s["experiments"]), "experiments"),
-        _box("n/a" if hours is None else f"{hours:.1f} h", "from the first experiment to the last"),
+        _box("n/a" if hours is None else f"{hours:.1f} h", "from the first result to the last"),
         _box(rate, f"keep rate ({c['keep']} kept)"),
         _box(str(c["crash"]), "crashes"),
     ]
@@ -143,15 +147,10 @@ def _headline(df: pd.DataFrame, s: dict, final: dict | None, hours: float | None
     return f"<div class=headline>{''.join(boxes)}</div>{note}"
 
 
-def _hours(df: pd.DataFrame, git: RunBranch) -> float | None:
-    """From the first experiment's commit to the last row written."""
-    try:
-        start = git.repo.commit(git.experiments()[min(git.experiments())]).committed_datetime
-        end = pd.to_datetime(df["timestamp"]).max()
-    except (ValueError, KeyError):
-        return None
-    end = end.tz_localize(start.tzinfo) if end.tzinfo is None else end
-    return max(0.0, (end - start).total_seconds() / 3600)
+def _hours(df: pd.DataFrame) -> float | None:
+    """From the first result to the last (a timezone or DST change counts no hours)."""
+    seconds = elapsed_seconds(df)
+    return seconds / 3600 if seconds else None
 
 
 def _progress_png(df: pd.DataFrame) -> bytes:
@@ -184,7 +183,7 @@ def _improvements(df: pd.DataFrame, git: RunBranch, config: Path) -> str:
         head = (
             f"<p><b>#{r['n']}</b> <code>{_e(r['commit'])}</code> dev F1 "
             f"<b>{r['dev_f1']:.4f}</b>{gain} ± {r['dev_f1_std']:.4f} over {r['repeats']} "
-            f"seed(s): {_e(NOTE.sub('', r['description']))}{_note(r['description'])}</p>"
+            f"seed(s): {_e(r['description'])}{_note(r['reason'])}</p>"
         )
         diff = text if prev_text is None else config_diff(prev_text, text) or "(same config)"
         out.append(head + _diff_html(diff, whole=prev_text is None))
@@ -192,9 +191,8 @@ def _improvements(df: pd.DataFrame, git: RunBranch, config: Path) -> str:
     return "\n".join(out) or "<p>No kept experiment.</p>"
 
 
-def _note(description: str) -> str:
-    m = NOTE.search(description)
-    return f" <span class=note>(decision: {_e(m.group(1))})</span>" if m else ""
+def _note(reason: str) -> str:
+    return f" <span class=note>(decision: {_e(reason)})</span>" if reason else ""
 
 
 def _config_at(git: RunBranch, commit: str, config: Path) -> str:
@@ -203,10 +201,8 @@ def _config_at(git: RunBranch, commit: str, config: Path) -> str:
     try:
         text = git.show(commit, config)
     except GitCommandError:
-        raise UserError(
-            f"{config.name} is not in experiment commit {commit}: pass the loop's "
-            "--config (e.g. --config configs/smoke.yaml)"
-        ) from None
+        rel = config.relative_to(git.root).as_posix()
+        raise UserError(f"{rel} is not in experiment commit {commit} of tag {git.tag!r}") from None
     try:
         return dump_config(ExperimentConfig.model_validate(yaml.safe_load(text)))
     except (yaml.YAMLError, ValidationError):
@@ -258,7 +254,7 @@ def _crashes(df: pd.DataFrame) -> str:
         return "<p>None.</p>"
     rows = "".join(
         f"<tr><td class=num>{r['n']}</td><td><code>{_e(r['commit'])}</code></td>"
-        f"<td>{_e(crash_reason(r['description']))}</td></tr>"
+        f"<td>{_e(crash_reason(r['reason']))}</td></tr>"
         for _, r in crashed.iterrows()
     )
     return f"<table><tr><th>#</th><th>commit</th><th>reason</th></tr>{rows}</table>"

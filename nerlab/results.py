@@ -1,11 +1,21 @@
 """results.tsv: the experiment log. Tab-separated, header written once, rows appended under a
-file lock, never rewritten except to set aside a partial last line left by a killed writer.
+file lock, never rewritten except to set aside a partial last line left by a killed writer, and
+once to bring a file of the old layout to this one (a backup kept beside it).
+
+A row is one experiment's record, every part a field of its own: the tag and number that
+identify it, its role (`baseline`: a tag's first experiment, kept by rule; `experiment`;
+empty for a hand run of train.py), the commit that ran, the config file that commit edits,
+the scores, the decision (`status`) with its `reason`, and the proposer's `description`, as
+given. `results_row` is the one place a run's summary becomes such a row.
 
 append_tsv and read_tsv are that format for any columns; the sweep's matrix file uses them too."""
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import statistics
 import time
 from pathlib import Path
 
@@ -15,10 +25,20 @@ from filelock import FileLock
 from nerlab.errors import UserError
 
 COLUMNS = [
+    "timestamp", "tag", "n", "role", "commit", "config", "target", "dev_f1", "dev_f1_std",
+    "repeats", "memory_gb", "train_s", "status", "reason", "description",
+]  # fmt: skip
+STATUSES = ("ok", "keep", "discard", "crash")
+ROLES = ("baseline", "experiment", "")  # empty: a hand run, no experiment of a tag
+NUMERIC = ("dev_f1", "dev_f1_std", "memory_gb", "train_s")
+# The layout before tags, roles and reasons were fields: the decision was appended to the
+# description as ` [<status>: <reason>]`, and a baseline was known by its reason.
+LEGACY_COLUMNS = [
     "timestamp", "commit", "target", "dev_f1", "dev_f1_std", "repeats", "memory_gb", "train_s",
     "status", "description",
 ]  # fmt: skip
-STATUSES = ("ok", "keep", "discard", "crash")
+_LEGACY_NOTE = re.compile(r"\s*\[(?:keep|discard|crash|ok): (.*)\]\s*$")
+_LEGACY_BASELINE_REASON = "first result"  # nerlab.stats.FIRST_RESULT when those rows were made
 
 
 def clean(text: object) -> str:
@@ -26,24 +46,125 @@ def clean(text: object) -> str:
     return " ".join(str(text).replace("\t", " ").splitlines()).strip()
 
 
+def results_row(summary: dict, *, commit: str, target: str, description: str = "",
+                status: str | None = None, reason: str = "", f1s: list[float] | None = None,
+                tag: str = "", n: int | str = "", role: str = "", config: str = "",
+                ) -> dict:  # fmt: skip
+    """The row of one run of `commit`: `status` defaults to the summary's (`ok` or `crash`);
+    `f1s` (the seeds behind the decision, e.g. after confirmation) default to the summary's
+    own; `reason` (why kept, discarded or crashed) defaults to the summary's crash reason."""
+    status = status or ("ok" if summary.get("status") == "ok" else "crash")
+    if f1s is None:
+        f1s = _floats(summary.get("f1_seeds", "")) if status != "crash" else []
+    return {
+        "tag": tag,
+        "n": n,
+        "role": role,
+        "commit": commit,
+        "config": config,
+        "target": target,
+        "dev_f1": f"{statistics.fmean(f1s):.6f}" if f1s else "0.000000",
+        "dev_f1_std": f"{statistics.stdev(f1s):.6f}" if len(f1s) > 1 else "0.000000",
+        "repeats": len(f1s) or _int(summary.get("repeats")) or 1,
+        "memory_gb": f"{_number(summary.get('peak_memory_gb')):.2f}",
+        "train_s": f"{_number(summary.get('train_seconds')):.1f}",
+        "status": status,
+        "reason": reason or summary.get("reason", ""),
+        "description": description,
+    }
+
+
 def append_row(path: Path | str, row: dict) -> dict:
-    """Append one row (missing columns empty); returns the row as written."""
+    """Append one row (missing columns empty); returns the row as written. A file of the old
+    layout is migrated first (once)."""
+    if row.get("role", "") not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, got {row.get('role')!r}")
+    migrate(path)
     return append_tsv(path, COLUMNS, STATUSES, row, kind="results")
 
 
 def read_results(path: Path | str) -> pd.DataFrame:
-    """All rows; a malformed file is an error naming the line, never silently dropped rows."""
+    """All rows, in this layout whatever the file's (the old one is read as it is, unchanged);
+    a malformed file is an error naming the line, never silently dropped rows."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: results file not found")
-    return read_tsv(
+    legacy = _is_legacy(path)
+    df = read_tsv(
         path,
-        COLUMNS,
-        numeric=("dev_f1", "dev_f1_std", "memory_gb", "train_s"),
-        integers={"repeats": 0},
+        LEGACY_COLUMNS if legacy else COLUMNS,
+        numeric=NUMERIC,
+        integers={"repeats": 0} if legacy else {"repeats": 0, "n": 0},
         partial="results.tsv.partial",
         statuses=STATUSES,
     )
+    return _upgrade(df) if legacy else df
+
+
+def migrate(path: Path | str) -> bool:
+    """Bring a results.tsv of the old layout to this one, atomically, the old file kept as
+    `<path>.v1.bak`; says so once. True if it migrated."""
+    path = Path(path)
+    with FileLock(str(path) + ".lock"):
+        if not path.exists() or not _is_legacy(path):
+            return False
+        _set_aside_partial_line(path)
+        df = _upgrade(read_tsv(path, LEGACY_COLUMNS, statuses=STATUSES))
+        backup = path.with_name(path.name + ".v1.bak")
+        shutil.copy2(path, backup)
+        tmp = path.with_name(path.name + ".migrating")
+        lines = ["\t".join(COLUMNS)] + ["\t".join(clean(v) for v in r) for r in df.values]
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    print(f"note: {path}: migrated {len(df)} rows to the new layout (tag, n, role, config, "
+          f"reason columns); the old file is kept as {backup}")  # fmt: skip
+    return True
+
+
+def _is_legacy(path: Path) -> bool:
+    with open(path, "rb") as f:
+        first = f.readline().decode("utf-8", errors="replace").rstrip("\r\n")
+    return first.split("\t") == LEGACY_COLUMNS
+
+
+def _upgrade(df: pd.DataFrame) -> pd.DataFrame:
+    """Old-layout rows as rows of this layout: the decision note split off the description;
+    a kept `first result` is a baseline; tag, number and config were not recorded."""
+    notes = df["description"].str.extract(_LEGACY_NOTE, expand=False).fillna("")
+    out = df.assign(
+        description=df["description"].str.replace(_LEGACY_NOTE, "", regex=True),
+        reason=notes,
+        role=[_legacy_role(s, r) for s, r in zip(df["status"], notes)],
+        tag="",
+        n=0,
+        config="",
+    )
+    return out[COLUMNS]
+
+
+def _legacy_role(status: str, reason: str) -> str:
+    if status == "ok":
+        return ""  # a hand run of train.py --results
+    baseline = status == "keep" and reason.startswith(_LEGACY_BASELINE_REASON)
+    return "baseline" if baseline else "experiment"
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in str(text).split(",") if x.strip()]
+    except ValueError:
+        return []
+
+
+def _number(text) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _int(text) -> int:
+    return int(_number(text))
 
 
 # -----------------------------------------------------------------------------

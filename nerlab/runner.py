@@ -1,7 +1,7 @@
 """The one way to run train.py: on a config text, with a timeout, in a subprocess here or inside
 a Ray task, its output going to a log. The outcome is read only from the summary block (the
-output contract of nerlab.summary), and `results_row` is the one place a summary becomes a row
-of results.tsv. The loop, the transfer-matrix sweep and the final evaluation all use this.
+output contract of nerlab.summary). The loop, the transfer-matrix sweep and the final evaluation
+all use this.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nerlab.config import config_hash
 from nerlab.summary import parse_summary
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,7 +95,8 @@ def run_train(spec: RunSpec, log_path: Path, env: dict | None = None) -> RunOutc
         if spec.save_model:
             cmd += ["--save-model", spec.save_model]
         with open(log_path, "w", encoding="utf-8") as out:
-            out.write(f"$ {' '.join(cmd)}\n# config\n{echo(spec.config_text)}\n# output\n")
+            out.write(f"$ {' '.join(cmd)}\n# config sha256: {config_hash(spec.config_text)}\n"
+                      f"# config\n{echo(spec.config_text)}\n# output\n")  # fmt: skip
             out.flush()
             code = _wait(cmd, out, spec.timeout, env)
     return outcome_of(log_path.read_text(encoding="utf-8", errors="replace"), code, spec.timeout)
@@ -182,52 +184,3 @@ def run_for_ray(spec: RunSpec, env: dict[str, str]) -> tuple[RunOutcome, str]:
         log = Path(tmp) / "run.log"
         outcome = run_train(spec, log, merged)
         return outcome, log.read_text(encoding="utf-8", errors="replace")
-
-
-# -----------------------------------------------------------------------------
-# a summary as a row of results.tsv
-
-
-def results_row(summary: dict, target: str, description: str, status: str | None = None,
-                note: str = "", commit: str | None = None, f1s: list[float] | None = None,
-                ) -> dict:  # fmt: skip
-    """The row of one run: `status` defaults to the summary's (`ok` or `crash`); `f1s` (the
-    seeds behind the decision, e.g. after confirmation) default to the summary's own; `note`
-    (a decision or crash reason) is appended to the description; `commit` defaults to HEAD."""
-    if commit is None:
-        from nerlab.gitops import short_head
-
-        commit = short_head(Path.cwd())
-    status = status or ("ok" if summary.get("status") == "ok" else "crash")
-    if f1s is None:
-        f1s = _floats(summary.get("f1_seeds", "")) if status != "crash" else []
-    note = note or summary.get("reason", "")
-    return {
-        "commit": commit,
-        "target": target,
-        "dev_f1": f"{statistics.fmean(f1s):.6f}" if f1s else "0.000000",
-        "dev_f1_std": f"{statistics.stdev(f1s):.6f}" if len(f1s) > 1 else "0.000000",
-        "repeats": len(f1s) or _int(summary.get("repeats")) or 1,
-        "memory_gb": f"{_number(summary.get('peak_memory_gb')):.2f}",
-        "train_s": f"{_number(summary.get('train_seconds')):.1f}",
-        "status": status,
-        "description": description + (f" [{status}: {note}]" if note else ""),
-    }
-
-
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(x) for x in str(text).split(",") if x.strip()]
-    except ValueError:
-        return []
-
-
-def _number(text) -> float:
-    try:
-        return float(text)
-    except (TypeError, ValueError):
-        return 0.0
-
-
-def _int(text) -> int:
-    return int(_number(text))

@@ -8,7 +8,8 @@ applies (and program.md asks a coding agent to apply):
 3. best < candidate <= best + margin      -> confirm: rerun until the candidate has `min_seeds`
                                              seeds (default 3), then keep only if the mean over
                                              all of its seeds still beats the best
-The margin defaults to 0.01 (one F1 point). `best` is the kept experiment's mean F1.
+The margin and `min_seeds` are nerlab.policy's (one F1 point, 3 seeds). `best` is the kept
+experiment's mean F1.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from dataclasses import dataclass
 
 from scipy import stats as sps
 
-NOISE_MARGIN = 0.01
+from nerlab.policy import MIN_SEEDS, NOISE_MARGIN
+
 FIRST_RESULT = "first result"  # why a tag's baseline is kept (analysis counts baselines by it)
 
 
@@ -74,7 +76,7 @@ class Decision:
 
 
 def decide(candidate: list[float], best: float | None, margin: float = NOISE_MARGIN,
-           min_seeds: int = 3) -> Decision:  # fmt: skip
+           min_seeds: int = MIN_SEEDS) -> Decision:  # fmt: skip
     """Apply the rule above to a candidate's F1s (one per seed run so far)."""
     mean = statistics.fmean(candidate)
     if best is None:

@@ -70,27 +70,38 @@ class Store:
         return self.manifest().get(corpus)
 
     def write(self, corpus: str, splits: dict[str, list[Sentence]], info: dict) -> dict:
-        """Write a corpus's splits and its manifest entry (atomically per file)."""
+        """Write a corpus's splits and its manifest entry: every file is written beside its
+        place first, then all are renamed into place, so a failed write (a full disk) leaves
+        the previous files whole and no partial file behind."""
         cdir = self.root / corpus
         cdir.mkdir(parents=True, exist_ok=True)
-        for old in cdir.glob("*.parquet"):
-            old.unlink()
-        stats = {}
-        for split, sentences in splits.items():
-            table = pa.table(
-                {"tokens": [s.tokens for s in sentences], "tags": [s.tags for s in sentences]}
-            )
-            tmp = cdir / f".{split}.parquet.tmp"
-            pq.write_table(table, tmp)
-            tmp.replace(cdir / f"{split}.parquet")
-            stats[split] = split_stats(sentences).__dict__
+        stats = {split: split_stats(sentences).__dict__ for split, sentences in splits.items()}
         types = sorted({t for st in stats.values() for t in st["mentions"]})
         entry = {**info, "types": types, "splits": stats}
         manifest = self.manifest()
         manifest[corpus] = entry
-        tmp = self.manifest_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))
-        tmp.replace(self.manifest_path)
+        staged: dict[Path, Path] = {}  # temporary file -> its place
+        try:
+            for split, sentences in splits.items():
+                tokens, tags = [s.tokens for s in sentences], [s.tags for s in sentences]
+                tmp = cdir / f".{split}.parquet.tmp"
+                staged[tmp] = cdir / f"{split}.parquet"
+                pq.write_table(pa.table({"tokens": tokens, "tags": tags}), tmp)
+            tmp = self.manifest_path.with_suffix(".tmp")
+            staged[tmp] = self.manifest_path
+            tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        except OSError as e:
+            for tmp in staged:
+                tmp.unlink(missing_ok=True)
+            raise UserError(
+                f"{corpus}: cannot write the prepared corpus under {self.root} "
+                f"({e.strerror or e}); nothing was changed: free space and rerun"
+            ) from None
+        for old in cdir.glob("*.parquet"):  # a split the new source no longer has
+            if old not in staged.values():
+                old.unlink()
+        for tmp, place in staged.items():  # the manifest last: it vouches for the files
+            tmp.replace(place)
         return entry
 
     def known_types(self) -> dict[str, tuple[str, ...]]:

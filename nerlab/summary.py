@@ -8,11 +8,12 @@ from __future__ import annotations
 
 KEYS = [
     "dev_f1", "dev_precision", "dev_recall", "dev_f1_std", "f1_seeds", "eval_split", "repeats",
-    "train_seconds", "startup_seconds", "eval_seconds", "total_seconds", "steps",
+    "train_seconds", "paused_seconds", "startup_seconds", "eval_seconds", "total_seconds", "steps",
     "tokens_per_sec", "peak_memory_gb", "device", "status",
 ]  # fmt: skip
 # `dev_*` keys keep their names when eval_split is test (a final report): eval_split says which.
 # f1_seeds: the F1 of each seed, comma-separated (dev_f1 is their mean).
+# paused_seconds: steps' time judged a pause (nerlab.budget), over all seeds, outside the budget.
 
 
 def format_summary(values: dict) -> str:

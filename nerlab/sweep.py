@@ -31,10 +31,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from nerlab import signals
+from nerlab import policy, signals
 from nerlab.config import ExperimentConfig, dump_config, head_key, load_config, parse_config
 from nerlab.errors import UserError, run_cli
-from nerlab.pool import Pool, make_pool
+from nerlab.pool import keep_running, make_pool
 from nerlab.results import BASELINE, append_matrix_row, read_matrix, repair
 from nerlab.runner import RunOutcome, RunSpec
 
@@ -81,7 +81,9 @@ def compose(base: ExperimentConfig, cell: Cell, fraction: float) -> str:
             {"corpora": [cell.target], "fraction": 1.0 - fraction},
         ]
     raw.update(target=cell.target, curriculum=curriculum, seed=cell.seed, repeats=1)
-    return dump_config(parse_config(raw, source=f"matrix cell ({cell})"))
+    cfg = parse_config(raw, source=f"matrix cell ({cell})")
+    cfg.views()
+    return dump_config(cfg)
 
 
 def check_corpora(base: ExperimentConfig, targets: list[str], sources: list[str]) -> list[str]:
@@ -201,8 +203,10 @@ def sweep(args: argparse.Namespace) -> int:
     logs.mkdir(parents=True, exist_ok=True)
     pool = make_pool(args.workers, args.ray_address)
     t0, crashes = time.perf_counter(), 0
+    timeout = args.timeout or policy.run_timeout(base.budget)  # the loop's, when not given
+    jobs = (_job(run, logs, timeout) for run in runs)
     try:
-        for i, (run, outcome) in enumerate(_outcomes(pool, runs, logs, args.timeout), 1):
+        for i, (run, outcome) in enumerate(keep_running(pool, jobs), 1):
             row = outcome_row(run.cell, outcome, protocol, fraction)
             append_matrix_row(results, row)
             crashes += row["status"] == "crash"
@@ -224,17 +228,10 @@ def _names(text: str, flag: str) -> list[str]:
     return names
 
 
-def _outcomes(pool: Pool, runs: list[Run], logs: Path, timeout: float | None):
-    """(run, outcome) in completion order, at most pool.workers in flight."""
-    queue = list(runs)
-    while queue or pool.in_flight():
-        while queue and pool.in_flight() < pool.workers:
-            run = queue.pop(0)
-            c = run.cell
-            name = f"{c.target}__{'baseline' if c.source == BASELINE else c.source}__seed{c.seed}"
-            log = logs / f"{name.replace(':', '-')}.log"
-            pool.submit(run, RunSpec(run.config_yaml, timeout=timeout), log)
-        yield pool.wait()
+def _job(run: Run, logs: Path, timeout: float) -> tuple[Run, RunSpec, Path]:
+    c = run.cell
+    name = f"{c.target}__{'baseline' if c.source == BASELINE else c.source}__seed{c.seed}"
+    return run, RunSpec(run.config_yaml, timeout=timeout), logs / f"{name.replace(':', '-')}.log"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -267,7 +264,11 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--logs", help="train.py output per run (default runs/<results name>/)")
     m.add_argument("--workers", type=int, default=1, help="runs at a time on Ray (default 1)")
     m.add_argument("--ray-address", help="join this Ray cluster (default: start a local one)")
-    m.add_argument("--timeout", type=float, help="seconds before a run is killed (a crash row)")
+    m.add_argument(
+        "--timeout",
+        type=float,
+        help="seconds before a run is killed (a crash row); default: the loop's (nerlab.policy)",
+    )
     m.add_argument("--dry-run", action="store_true", help="print the runs left, run nothing")
     args = p.parse_args(argv)
     signals.install()  # SIGTERM, SIGHUP: the runs in flight stopped, as on Ctrl-C

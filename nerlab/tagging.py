@@ -9,6 +9,7 @@ paragraph split at sentence ends. Words are runs of letters/digits or single oth
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections.abc import Iterator
@@ -102,21 +103,23 @@ def entities(tags: list[str]) -> list[tuple[int, int, str]]:
 
 
 def tag_text(saved: SavedTagger, text: str, device, split_sentences: bool) -> Iterator[str]:
-    """One JSON line per tagged input line: its text and entity spans (character offsets)."""
-    lines = text.splitlines()
+    """One JSON line per tagged input line: its text and entity spans (character offsets),
+    each line as soon as its chunk is tagged (a long file's output grows as it goes)."""
     units = text_units(text, split_sentences)
     if not units:
         raise UserError("no words to tag in the input")
-    by_line: dict[int, list[dict]] = {}
-    for unit, tags in zip(units, tag_words(saved, [u.words for u in units], device)):
-        found = by_line.setdefault(unit.line, [])
-        for a, b, etype in entities(tags):
-            start, end = unit.spans[a][0], unit.spans[b - 1][1]
-            line = lines[unit.line - 1]
-            found.append({"start": start, "end": end, "type": etype, "text": line[start:end]})
-    for n, found in by_line.items():
-        record = {"line": n, "text": lines[n - 1], "entities": found}
-        yield json.dumps(record, ensure_ascii=False)
+    return _json_lines(saved, text.splitlines(), units, device)
+
+
+def _json_lines(saved: SavedTagger, lines: list[str], units: list[Unit], device) -> Iterator[str]:
+    tagged = zip(units, tag_words(saved, [u.words for u in units], device))
+    for n, group in itertools.groupby(tagged, key=lambda pair: pair[0].line):
+        line, found = lines[n - 1], []
+        for unit, tags in group:
+            for a, b, etype in entities(tags):
+                start, end = unit.spans[a][0], unit.spans[b - 1][1]
+                found.append({"start": start, "end": end, "type": etype, "text": line[start:end]})
+        yield json.dumps({"line": n, "text": line, "entities": found}, ensure_ascii=False)
 
 
 def read_conll_tokens(text: str, source: str) -> list[list[str]]:
@@ -139,8 +142,11 @@ def read_conll_tokens(text: str, source: str) -> list[list[str]]:
 
 def tag_conll(saved: SavedTagger, text: str, device, source: str) -> Iterator[str]:
     """The input lines with a prediction column appended (token gold pred: conlleval input
-    when the input has gold tags), a blank line after each sentence."""
-    groups = read_conll_tokens(text, source)
+    when the input has gold tags), a blank line after each sentence, as they are tagged."""
+    return _conll_lines(saved, read_conll_tokens(text, source), device)
+
+
+def _conll_lines(saved: SavedTagger, groups: list[list[str]], device) -> Iterator[str]:
     sentences = [g for g in groups if not _docstart(g)]
     words = [[_token(line) for line in g] for g in sentences]
     predicted = iter(tag_words(saved, words, device))

@@ -52,9 +52,10 @@ def encode(sentences: list[Sentence], tokenizer, max_length: int) -> Encoded:
     if max_length < 3:
         raise ValueError("max_length must leave room for one subword between special tokens")
     body = max_length - 2  # [CLS] ... [SEP]
-    batch = tokenizer(
-        [s.tokens for s in sentences], is_split_into_words=True, add_special_tokens=False
-    )
+    batch = tokenizer(  # not verbose: a sentence past the model's length is windowed below
+        [s.tokens for s in sentences], is_split_into_words=True, add_special_tokens=False,
+        verbose=False,
+    )  # fmt: skip
     cls, sep, unk = tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.unk_token_id
     enc = Encoded([], [], [])
     for si, s in enumerate(sentences):
@@ -91,10 +92,13 @@ def cached_encode(
     ).hexdigest()[:24]
     path = Path(cache_dir) / f"{key}.pt"
     if path.exists():
-        d = torch.load(path, weights_only=True)
-        return Encoded(
-            _unflat(d["ids"], d["lens"]), _unflat(d["widx"], d["lens"]), d["sentence"].tolist()
-        )
+        try:
+            d = torch.load(path, weights_only=True)
+            return Encoded(
+                _unflat(d["ids"], d["lens"]), _unflat(d["widx"], d["lens"]), d["sentence"].tolist()
+            )
+        except Exception as e:  # any damage (truncated, overwritten): the cache is derived data
+            print(f"note: {path} is damaged ({type(e).__name__}): rebuilding it", flush=True)
     enc = encode(sentences, tokenizer, max_length)
     path.parent.mkdir(parents=True, exist_ok=True)
     lens = torch.tensor([len(x) for x in enc.input_ids])

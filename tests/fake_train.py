@@ -11,15 +11,18 @@ import argparse
 import os
 import signal
 import time
+from pathlib import Path
 
 import yaml
+
+from nerlab.config import config_hash
+from nerlab.summary import format_summary
 
 p = argparse.ArgumentParser()
 p.add_argument("--config", default="configs/current.yaml")
 p.add_argument("--set", action="append", default=[])
 args = p.parse_args()
-with open(args.config) as f:
-    text = f.read()
+text = Path(args.config).read_text()
 cfg = yaml.safe_load(text)
 for item in args.set:
     key, _, value = item.partition("=")
@@ -38,16 +41,24 @@ status, reason = ("crash", "loss is nan at step 3") if lr >= 1 else ("ok", "")
 f1s = [min(0.99, 10 * lr) + 0.001 * (cfg.get("seed", 0) + r) for r in range(cfg.get("repeats", 1))]
 for r, f1 in enumerate(f1s):
     print(f"seed {cfg.get('seed', 0) + r}: dev_f1 {f1:.6f} | steps 10")
-mean = sum(f1s) / len(f1s) if status == "ok" else 0.0
-print("---")
-print(f"dev_f1:           {mean:.6f}")
-for key in ("dev_precision", "dev_recall", "dev_f1_std"):
-    print(f"{key + ':':<17} 0.000000")
-print(f"f1_seeds:         {','.join(f'{f:.6f}' for f in f1s) if status == 'ok' else ''}")
-print("eval_split:       dev")
-print(f"repeats:          {len(f1s)}\ntrain_seconds:    1.0\ntotal_seconds:    1.0\nsteps: 10")
-print("tokens_per_sec:   1.0\npeak_memory_gb:   0.1\ndevice:           cpu")
-print(f"status:           {status}")
-if reason:
-    print(f"reason:           {reason}")
-raise SystemExit(0 if status == "ok" else 1)
+ok = status == "ok"
+summary = {
+    "dev_f1": sum(f1s) / len(f1s) if ok else 0.0,
+    "dev_precision": 0.0,
+    "dev_recall": 0.0,
+    "dev_f1_std": 0.0,
+    "f1_seeds": ",".join(f"{f:.6f}" for f in f1s) if ok else "",
+    "eval_split": "dev",
+    "repeats": len(f1s),
+    "train_seconds": 1.0,
+    "total_seconds": 1.0,
+    "steps": 10,
+    "tokens_per_sec": 1.0,
+    "peak_memory_gb": 0.1,
+    "device": "cpu",
+    "config_sha256": config_hash(text),
+    "status": status,
+    "reason": reason,
+}
+print(format_summary(summary))
+raise SystemExit(0 if ok else 1)

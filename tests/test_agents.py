@@ -1,20 +1,24 @@
 """Proposers: Claude through the real anthropic SDK against a mock transport, and Optuna."""
 
 import json
+from pathlib import Path
 
 import anthropic
 import httpx2 as httpx  # the anthropic SDK 2.x speaks httpx2
 import optuna
 import pytest
+import sqlalchemy.exc
 import yaml
 
 from nerlab.agents import Context, ProposalError, ProposerUnavailable
 from nerlab.agents.claude import ClaudeProposer
-from nerlab.agents.optuna_search import OptunaProposer
+from nerlab.agents.optuna_search import OptunaProposer, recorded_results
 from nerlab.config import parse_config
 from nerlab.errors import UserError
 from nerlab.loop import LoopOptions, ResearchLoop
-from tests.test_loop import BASE, make_repo
+from nerlab.results import COLUMNS, read_results
+from tests.conftest import ROOT, run_script
+from tests.helpers import BASE, make_repo
 
 GOOD = yaml.safe_dump(BASE)
 BAD = yaml.safe_dump({**BASE, "curriculum": [{"corpora": ["ncbi_disease"], "fraction": 0.5}]})
@@ -274,3 +278,79 @@ def test_optuna_never_pairs_overlapping_views_and_leaves_numbering_to_the_loop(
     raw, description = proposer._config(optuna.trial.FixedTrial(both))
     assert raw["curriculum"][0]["corpora"] == ["bc5cdr_chem", "bc5cdr_disease"]
     assert description.startswith("mix(bc5cdr_chem+bc5cdr_disease) 40% -> target |")
+
+
+def test_a_full_disk_under_the_study_is_one_line_and_the_restart_tells_the_lost_result(
+    tmp_path, synthetic_home, monkeypatch
+):
+    """`database or disk is full` when the study records a result: the loop stops with one
+    line after the row; the next start gives the trial that row's result, not FAIL."""
+    monkeypatch.setenv("NER_AR_HOME", str(synthetic_home))
+    repo = make_repo(tmp_path / "proj", fake_train=True)
+    db = repo / "runs" / "t" / "optuna.db"
+    sources = ["bc5cdr_disease", "bc2gm"]
+
+    def full(*args, **kwargs):
+        full_disk = sqlalchemy.exc.OperationalError(
+            "COMMIT", {}, Exception("database or disk is full")
+        )
+        raise optuna.exceptions.StorageInternalError("commit failed") from full_disk
+
+    proposer = OptunaProposer(parse_config(BASE), sources, db)
+    monkeypatch.setattr(optuna.storages.RDBStorage, "set_trial_state_values", full)
+    loop = ResearchLoop(repo, LoopOptions(tag="t", max_experiments=3), proposer,
+                        say=lambda *a: None)  # fmt: skip
+    with pytest.raises(ProposerUnavailable) as e:
+        loop.run()
+    assert "database or disk is full" in str(e.value) and "\n" not in str(e.value)
+    monkeypatch.undo()  # space freed
+    monkeypatch.setenv("NER_AR_HOME", str(synthetic_home))
+    rows = read_results(repo / "results.tsv")
+    assert len(rows) == 2 and rows["status"].iloc[1] != "crash"  # the baseline, then [2]
+    finished = recorded_results(repo, "t", Path("results.tsv"))
+    assert finished == {1: rows["dev_f1"].iloc[0], 2: rows["dev_f1"].iloc[1]}
+    again = OptunaProposer(parse_config(BASE), sources, db, finished=finished)
+    (trial,) = again.study.trials
+    assert trial.state.name == "COMPLETE" and trial.value == rows["dev_f1"].iloc[1]
+
+
+def test_a_config_that_is_not_a_mapping_is_reported_as_the_users_file(tmp_path, synthetic_home):
+    repo = make_repo(tmp_path / "proj", fake_train=True)
+    (repo / "configs" / "list.yaml").write_text("- target: ncbi_disease\n- model: tiny\n")
+    r = run_script(str(ROOT / "agent_loop.py"), "--tag", "t", "--agent", "optuna", "--config",
+                   "configs/list.yaml", home=synthetic_home, cwd=repo)  # fmt: skip
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "configs/list.yaml" in r.stderr and "optuna_base" not in r.stderr
+    assert not (repo / "runs" / "t" / "optuna_base.yaml").exists()
+
+
+def test_recorded_results_read_past_a_torn_row(tmp_path):
+    repo = make_repo(tmp_path / "proj", fake_train=True)
+    (repo / "results.tsv").write_text("\t".join(COLUMNS) + "\n2026-01-01T00:00:00\tab")  # torn
+    assert recorded_results(repo, "t", Path("results.tsv")) == {}
+    assert (repo / "results.tsv.partial").exists()
+
+
+def test_both_llm_proposers_send_the_one_shared_prompt_and_tools(monkeypatch):
+    from nerlab.agents import prompt
+    from nerlab.agents.openai_compat import OpenAIProposer
+    from tests.chat_server import ChatServer
+    from tests.chat_server import propose as chat_propose
+
+    # a change to the shared definitions reaches both proposers
+    monkeypatch.setitem(prompt.PROPOSE, "description", "SHARED DESCRIPTION")
+    context = ctx(running="- [3] bc2gm first")
+    server = Server(ok(propose(GOOD)))
+    claude(server).propose(context)
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    with ChatServer([chat_propose(GOOD)]) as chat:
+        OpenAIProposer("PROGRAM TEXT", model="m", base_url=chat.url).propose(context)
+    to_claude, to_openai = server.requests[0], chat.requests[0]
+    assert to_claude["system"][0]["text"] == "PROGRAM TEXT" == to_openai["messages"][0]["content"]
+    first = prompt.render(context)
+    assert to_claude["messages"][0]["content"] == first == to_openai["messages"][1]["content"]
+    shared = [(t["name"], t["description"], t["parameters"]) for t in prompt.TOOLS]
+    assert shared[0][1] == "SHARED DESCRIPTION"
+    assert [(t["name"], t["description"], t["input_schema"]) for t in to_claude["tools"]] == shared
+    functions = [t["function"] for t in to_openai["tools"]]
+    assert [(f["name"], f["description"], f["parameters"]) for f in functions] == shared

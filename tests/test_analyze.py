@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 from collections import Counter
 
 import numpy as np
@@ -21,35 +20,7 @@ from nerlab.errors import UserError
 from nerlab.results import BASELINE, COLUMNS, append_matrix_row, append_row
 from nerlab.stats import diff_ci, mean_ci
 from tests.conftest import run_script
-
-REASONS = ["loss is nan at step 12 (stage 1, ncbi_disease, lr 0.01)", "out of memory: CUDA"]
-
-
-def write_loop_log(path, n: int = 24, seed: int = 0) -> list[dict]:
-    """An agent-loop history: random F1s, kept when they beat the best so far, some crashes
-    (described as train.py records them), one hand run, and an earlier run of another target.
-    Returns the target's rows as written."""
-    rng = random.Random(seed)
-    append_row(path, {"commit": "old", "target": "linnaeus", "dev_f1": "0.9", "status": "ok"})
-    rows, best = [], -1.0
-    for i in range(n):
-        f1 = 0.6 + 0.2 * rng.random() + 0.004 * i
-        if i % 6 == 4:
-            row = {"dev_f1": "0.000000", "status": "crash",
-                   "description": f"try {i} [crash: {REASONS[i % 2]}]"}  # fmt: skip
-        elif i == 0:  # a tag's first run, as the loop and record.py describe it
-            row = {"dev_f1": f"{f1:.6f}", "status": "keep",
-                   "description": f"baseline [keep: first result ({f1:.4f})]"}  # fmt: skip
-        elif i == 9:
-            row = {"dev_f1": f"{f1:.6f}", "status": "ok", "description": f"hand run {i}"}
-        else:
-            status = "keep" if f1 > best else "discard"
-            row = {"dev_f1": f"{f1:.6f}", "status": status, "description": f"idea {i}"}
-        cells = append_row(path, {"commit": f"c{i}", "target": "ncbi_disease", **row})
-        if cells["status"] in ("keep", "ok"):
-            best = max(best, float(cells["dev_f1"]))
-        rows.append(cells)
-    return rows
+from tests.helpers import REASONS, write_loop_log
 
 
 def expected_running_best(rows: list[dict]) -> np.ndarray:
@@ -99,7 +70,22 @@ def test_summary_json(tmp_path):
     assert [x["reason"] for x in s["crashes"]] == [
         REASONS[int(r["commit"][1:]) % 2] for r in crashed
     ]
-    assert all("[crash:" not in x["description"] for x in s["crashes"])
+    assert [x["description"] for x in s["crashes"]] == [r["description"] for r in crashed]
+
+
+def test_an_old_layout_file_is_summarised_as_it_is(tmp_path):
+    path = tmp_path / "results.tsv"
+    path.write_text(
+        "timestamp\tcommit\ttarget\tdev_f1\tdev_f1_std\trepeats\tmemory_gb\ttrain_s\tstatus\t"
+        "description\n"
+        "2026-11-28T01:00:00\ta\tt\t0.5\t0\t1\t0.1\t1.0\tkeep\tbaseline [keep: first result]\n"
+        "2026-11-28T02:00:00\tb\tt\t0\t0\t1\t0.1\t1.0\tcrash\tlr 5 [crash: loss is nan]\n"
+    )  # fmt: skip
+    before = path.read_text()
+    s = analysis.summarize(analysis.load_experiments(path, None), path)
+    assert (s["experiments"], s["baselines"]) == (2, 1) and path.read_text() == before
+    assert s["crashes"][0]["reason"] == "loss is nan"
+    assert s["crashes"][0]["description"] == "lr 5"
 
 
 def test_summary_markdown(tmp_path):
@@ -117,7 +103,7 @@ def test_summary_markdown(tmp_path):
 def test_summary_markdown_escapes_pipes_in_descriptions(tmp_path):
     path = tmp_path / "results.tsv"
     append_row(path, {"commit": "a", "target": "t", "dev_f1": "0.5", "status": "keep",
-                      "description": "baseline [keep: first result (0.5000)]"})  # fmt: skip
+                      "description": "baseline", "role": "baseline"})  # fmt: skip
     append_row(path, {"commit": "b", "target": "t", "dev_f1": "0.6", "status": "keep",
                       "description": "bc2gm 30% -> target | lr 1e-3 | crf"})  # fmt: skip
     text = analysis.summary_markdown(
@@ -147,9 +133,9 @@ def test_progress_png(tmp_path):
         (None, "results file not found"),
         ("", "empty file"),
         ("HEADER", "no experiments recorded yet"),
-        ("HEADER2026-01-01\tc1\tncbi_disease\n", "expected 10 tab-separated columns, found 3"),
+        ("HEADER2026-01-01\tc1\tncbi_disease\n", "expected 15 tab-separated columns, found 3"),
         ("a\tb\n", "expected the header"),
-        ("HEADERt\tc1\tncbi_disease\t0.5\t0\t1\t1\t3\tgreat\td\n",
+        ("HEADERt\tt\t1\t\tc1\tc.yaml\tncbi_disease\t0.5\t0\t1\t1\t3\tgreat\t\td\n",
          r"results.tsv:2: status 'great' is not one of ok, keep, discard, crash"),
         ("HEADER\xff\n", r"results.tsv:2: not valid UTF-8 \(byte 0xff at column 1\)"),
     ],
@@ -272,3 +258,18 @@ def test_the_cost_of_a_night():
     assert cost["hours"] == 2.0 and cost["per_hour"] == 1.0  # 2 experiments after the first
     assert cost["train_share"] == pytest.approx((3 * 300 + 400) / 7200)
     assert analysis.night_cost(df.iloc[:1]) is None
+
+
+def test_a_timezone_change_counts_no_hours(tmp_path):
+    """Row times are local without a zone: 13 experiments, one every 10 minutes, the clock
+    moved forward 7 h (a new timezone) after the 5th and back 1 h (DST ends) after the 9th."""
+    path = tmp_path / "results.tsv"
+    start = pd.Timestamp("2026-03-28T22:00:00")
+    for i, shift in enumerate([0] * 5 + [7] * 4 + [6] * 4):
+        at = start + pd.Timedelta(minutes=10 * i) + pd.Timedelta(hours=shift)
+        row = {"commit": f"c{i}", "target": "ncbi_disease", "dev_f1": "0.5", "train_s": "300",
+               "repeats": 1, "status": "discard"}  # fmt: skip
+        append_row(path, {"timestamp": at.isoformat(), **row})
+    s = analysis.summarize(analysis.load_experiments(path, None), path)
+    assert s["cost"]["hours"] == pytest.approx(2.0) and s["cost"]["per_hour"] == pytest.approx(6.0)
+    assert "Cost: 6.0 experiments/hour over 2.00 h" in analysis.summary_markdown(s)

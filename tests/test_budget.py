@@ -1,10 +1,18 @@
 import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
 from nerlab.budget import UNTIMED_STEPS, Progress, allocate, lr_factor
 from nerlab.config import Budget, parse_config
 from nerlab.errors import UserError
+from nerlab.summary import parse_summary
+from tests.conftest import HANG_GUARD_S, ROOT
 
 
 def test_allocate_steps_largest_remainder_sums_to_total():
@@ -67,3 +75,53 @@ def test_schedule_scope():
     assert p.fraction() == pytest.approx(0.6)
     p.scope = "stage"
     assert p.fraction() == pytest.approx(0.5)
+
+
+def test_a_pause_is_left_out_of_the_budget(monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr("nerlab.budget.time.perf_counter", lambda: now[0])
+    p = Progress(_cfg({"seconds": 10}))
+    counts, paused = [], []
+    for stage in range(2):
+        p.start_stage(stage)
+        counts.append(0)
+        while not p.stage_done():
+            p.step_start()
+            now[0] += {6: 60.0, 8: 1.9}.get(p.steps, 1.0)  # step 7 suspended for a minute
+            paused.append(p.step_end())
+            counts[-1] += 1
+    assert counts == [2 + UNTIMED_STEPS, 8]  # stage 2 still got its 8 s
+    assert paused[6] == 59.0 and sum(paused) == 59.0  # a step of 1.9 s is no pause
+    assert p.paused_seconds == 59.0 and math.isclose(p.train_seconds, 10.9)
+
+
+PAUSE_S = 25.0  # above 10 recent steps even on a loaded machine (PAUSE_FACTOR)
+
+
+@pytest.mark.slow
+def test_train_py_suspended_mid_run_still_trains_its_budget(synthetic_home):
+    """SIGSTOP then SIGCONT of a real run (Ctrl-Z, a frozen container): the pause is said,
+    reported as paused_seconds, and the budget's seconds go to training, stage 2 included."""
+    budget = 12
+    proc = subprocess.Popen(
+        [sys.executable, "train.py", "--config", "configs/smoke.yaml",
+         "--set", f"budget={{seconds: {budget}}}"],
+        cwd=ROOT, env={**os.environ, "NER_AR_HOME": str(synthetic_home)},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    lines = []
+    for line in proc.stdout:  # step 10's status line: steady training, recent steps known
+        lines.append(line)
+        if re.match(r"stage \d \| step (\d\d+) ", line):
+            break
+    time.sleep(1.0)  # into a step: a stop between two steps costs the budget nothing
+    proc.send_signal(signal.SIGSTOP)
+    time.sleep(PAUSE_S)
+    proc.send_signal(signal.SIGCONT)
+    out = "".join(lines) + proc.communicate(timeout=HANG_GUARD_S)[0]
+    assert proc.returncode == 0, out[-3000:]
+    s = parse_summary(out)
+    assert float(s["paused_seconds"]) >= PAUSE_S - 1.0 and "paused: step" in out, out
+    assert float(s["train_seconds"]) < PAUSE_S  # the pause is not training
+    after = out[out.index("paused: step") :]
+    assert re.search(r"stage 2 \| step \d+ .* [1-9]\d* s left", after)  # trained on after it

@@ -15,8 +15,7 @@ import pytest
 from nerlab.results import read_results
 from tests.conftest import HANG_GUARD_S, ROOT
 from tests.ray_nodes import RayNode, ray_tmpdir, remove
-from tests.test_loop import _trainers_of as trainers_of
-from tests.test_loop import agent_loop, make_repo, wait_for
+from tests.helpers import agent_loop, make_repo, trainers_of, wait_for
 
 pytest.importorskip("ray", reason="Ray is optional: pip install -e '.[ray]'")
 pytestmark = pytest.mark.slow
@@ -69,11 +68,10 @@ def test_the_loop_on_two_nodes_a_killed_driver_and_a_lost_node(cluster, tmp_path
 
     rows = read_results(repo / "results.tsv")
     assert len(rows) == 6, out
-    notes = rows["description"].str.extract(r"\[crash: (.*)\]$", expand=False)
-    assert notes.iloc[1:3].tolist() == ["interrupted", "interrupted"], out  # by the restart
+    assert rows["reason"].iloc[1:3].tolist() == ["interrupted", "interrupted"], out  # restart
     lost = rows.iloc[3:5]
     assert (lost["status"] == "crash").sum() == 1, out  # the lost node's experiment
-    assert notes.iloc[3:5].str.startswith("task failed").sum() == 1, out
+    assert lost["reason"].str.startswith("task failed").sum() == 1, out
     assert rows["status"].iloc[5] != "crash", out  # the night went on on the head node
     assert not git.Repo(repo).is_dirty()
     assert not trainers_of(repo)

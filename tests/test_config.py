@@ -68,7 +68,7 @@ def test_valid_config_and_defaults():
 )
 def test_config_errors_name_the_field(raw, message):
     with pytest.raises(UserError, match=None) as e:
-        parse_config(raw)
+        parse_config(raw).views()  # the schema, then the corpora against the store
     assert message in str(e.value)
 
 
@@ -189,3 +189,10 @@ def test_model_directory_with_config_json_and_hub_ids_pass(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     for model in (str(tmp_path), "answerdotai/ModernBERT-base", "bert-base-uncased", "tiny"):
         assert parse_config(cfg_with(model=model)).model == model
+
+
+def test_parsing_is_pure_resolving_reads_the_store(ner_home):
+    cfg = parse_config(cfg_with(target="pubmed"))  # no prepared data read: no error yet
+    assert cfg.target == "pubmed" and not ner_home.exists()
+    with pytest.raises(UserError, match="unknown corpus 'pubmed'"):
+        cfg.views()

@@ -12,23 +12,16 @@ import pytest
 import yaml
 
 import final
+from nerlab.config import config_hash
 from nerlab.errors import UserError
 from nerlab.final import FinalEvaluation, FinalOptions, SeedResult, markdown
 from nerlab.gitops import RunBranch
 from nerlab.results import append_row
 from nerlab.stats import diff_ci
-from tests.conftest import ROOT
-from tests.test_loop import make_repo
+from tests.conftest import ROOT, run_script
+from tests.helpers import FINAL_BASE as BASE
+from tests.helpers import make_repo
 
-BASE = {
-    "target": "ncbi_disease",
-    "model": "tiny",
-    "data": "synthetic",
-    "budget": {"steps": 20},
-    "max_length": 48,
-    "curriculum": [{"corpora": ["ncbi_disease"], "fraction": 1.0}],
-    "optim": {"lr": 0.005, "batch_size": 32},
-}
 CRASHING_TRAIN = f"""
 import os, runpy, sys
 if os.environ.get("CRASH_SEED") and f"seed={{os.environ['CRASH_SEED']}}" in sys.argv:
@@ -48,7 +41,8 @@ def make_tag(repo, tag: str, experiments: list[tuple[str, float | None, str, flo
     for n, (description, lr, status, f1) in enumerate(experiments, 1):
         raw = BASE if lr is None else {**BASE, "optim": {**BASE["optim"], "lr": lr}}
         text = yaml.safe_dump(raw)
-        commit = git.experiment_commit(n, path, text, description, git.tip().hexsha)
+        role = "baseline" if n == 1 else "experiment"
+        commit = git.experiment_commit(n, path, text, description, git.tip().hexsha, role)
         append_row(
             repo / "results.tsv",
             {
@@ -57,11 +51,22 @@ def make_tag(repo, tag: str, experiments: list[tuple[str, float | None, str, flo
                 "dev_f1": f"{f1:.6f}",
                 "status": status,
                 "description": description,
+                "tag": tag,
+                "n": n,
+                "role": role,
             },
         )
         if status == "keep":
-            git.land(n, commit, path, text, description)
+            git.land(n, commit, path, text, description, role)
     git.repo.git.checkout("main")
+
+
+HYBRID_TRAIN = f"""
+import runpy, sys
+real = "--save-model" in sys.argv  # final.py's runs train the tiny model; the loop's are faked
+sys.argv[0] = {str(ROOT / "train.py")!r} if real else {str(ROOT / "tests" / "fake_train.py")!r}
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
 
 
 @pytest.fixture
@@ -153,3 +158,31 @@ def test_tags_without_a_result_are_clear_errors(repo):
     make_tag(repo, "c", [("baseline", None, "crash", 0.0)])
     with pytest.raises(UserError, match="tag 'c' has no kept experiment yet"):
         final.main(["--tag", "c"])
+
+
+def test_the_readme_loop_then_final_as_written_trains_the_tags_config(
+    tmp_path, synthetic_home, monkeypatch
+):
+    """README: `agent_loop.py --tag demo --agent optuna --config configs/smoke.yaml ...`, then
+    `final.py --tag demo` without --config: final trains the smoke config, never current.yaml."""
+    monkeypatch.setenv("NER_AR_HOME", str(synthetic_home))
+    repo = make_repo(tmp_path / "demo", fake_train=True)
+    (repo / "train.py").write_text(HYBRID_TRAIN)
+    smoke = yaml.safe_load((ROOT / "configs" / "smoke.yaml").read_text())
+    (repo / "configs" / "smoke.yaml").write_text(yaml.safe_dump({**smoke, "budget": {"steps": 20}}))
+    git.Repo(repo).git.commit("-am", "a short smoke budget and a trainer for the test")
+    loop = run_script(
+        str(ROOT / "agent_loop.py"), "--tag", "demo", "--agent", "optuna",
+        "--config", "configs/smoke.yaml", "--max-experiments", "3", home=synthetic_home, cwd=repo,
+    )  # fmt: skip
+    assert loop.returncode == 0, loop.stdout[-2000:] + loop.stderr[-2000:]
+    monkeypatch.chdir(repo)
+    final.main(["--tag", "demo", "--seeds", "1"])
+    report = json.loads((repo / "runs" / "demo" / "final.json").read_text())
+    arms = [report[k] for k in ("baseline", "best") if k in report]
+    shown = git.Repo(repo).git.show
+    for arm in arms:
+        assert arm["finished"] == 1, arm  # trained and scored: the tiny smoke config ran
+        log = (repo / "runs" / "demo" / "final" / arm["commit"] / "seed0.log").read_text()
+        smoke_text = shown(f"{arm['commit']}:configs/smoke.yaml")
+        assert f"# config sha256: {config_hash(smoke_text)}" in log

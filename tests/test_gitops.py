@@ -7,7 +7,8 @@ import git
 import pytest
 
 from nerlab.errors import UserError
-from nerlab.gitops import RunBranch
+from nerlab.gitops import RunBranch, parse_experiment
+from nerlab.provenance import choose_config, tag_config
 
 
 @pytest.fixture
@@ -46,3 +47,41 @@ def test_branch_checked_out_in_another_worktree_is_a_one_line_error(repo, tmp_pa
         run.checkout()
     repo.git.worktree("prune")
     assert run.checkout() is True and repo.active_branch.name == "autoresearch/nov28"
+
+
+def test_trailers_carry_the_experiment_and_are_read_back(repo):
+    root = Path(repo.working_tree_dir)
+    (root / "configs").mkdir()
+    (root / "configs" / "smoke.yaml").write_text("lr: 1\n")
+    run = RunBranch(root, "t")
+    sha = run.experiment_commit(4, root / "configs" / "smoke.yaml", "lr: 2\n", "lr 2\nRole: x",
+                                run.tip().hexsha, "experiment")  # fmt: skip
+    info = parse_experiment(repo.commit(sha).message)
+    assert (info.n, info.description, info.role, info.config, info.tag, info.ran_as) == (
+        4, "lr 2 Role: x", "experiment", "configs/smoke.yaml", "t", None)  # fmt: skip
+    assert tag_config(run) == ("configs/smoke.yaml", "the Config: trailer of experiment 4")
+    assert parse_experiment("project\n\nExperiment: 3\n") is None  # not an experiment commit
+
+
+def legacy_experiment(repo: git.Repo, n: int, subject: str, files: dict[str, str]) -> None:
+    """An experiment commit as the loop made them before trailers: subject only."""
+    root = Path(repo.working_tree_dir)
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+        repo.index.add([name])
+    tree = repo.index.write_tree()
+    sha = repo.git.commit_tree(tree.hexsha, "-p", "HEAD", "-m", f"autoresearch: [{n}] {subject}")
+    repo.git.update_ref(f"refs/autoresearch/old/{n}", sha)
+
+
+def test_a_tag_without_trailers_is_read_from_its_diffs(repo):
+    legacy_experiment(repo, 1, "baseline", {})
+    legacy_experiment(repo, 2, "lr up", {"configs/smoke.yaml": "lr: 3\n"})
+    run = RunBranch(Path(repo.working_tree_dir), "old")
+    config, how = tag_config(run)
+    assert config == "configs/smoke.yaml" and "experiment 2 changed" in how
+    notes = []
+    chosen = choose_config(run, None, Path(repo.working_tree_dir), notes.append)
+    assert chosen == Path(repo.working_tree_dir) / "configs" / "smoke.yaml" and notes
+    assert [run.info(c).role for c in run.experiments().values()] == ["baseline", "experiment"]

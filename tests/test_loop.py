@@ -4,7 +4,6 @@ Most tests run the loop against tests/fake_train.py (same CLI and summary block 
 no model), so they take seconds; the first runs the real scripts end to end."""
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,77 +14,28 @@ import git
 import pytest
 import yaml
 
-from nerlab.agents import Proposal
 from nerlab.errors import UserError
-from nerlab.gitops import PREFIX
+from nerlab.gitops import PREFIX, parse_experiment
 from nerlab.ledger import Best
 from nerlab.loop import LoopOptions, ResearchLoop
 from nerlab.results import read_results
 from tests.conftest import HANG_GUARD_S, ROOT
-
-BASE = {
-    "target": "ncbi_disease", "model": "tiny", "data": "synthetic", "budget": {"steps": 40},
-    "max_length": 48, "curriculum": [{"corpora": ["ncbi_disease"], "fraction": 1.0}],
-    "optim": {"lr": 0.05, "batch_size": 16},
-}  # fmt: skip
-
-
-def make_repo(path: Path, fake_train: bool) -> Path:
-    """A project checkout in a temporary git repository, optionally with the fake trainer."""
-    path.mkdir()
-    shutil.copy(ROOT / ("tests/fake_train.py" if fake_train else "train.py"), path / "train.py")
-    shutil.copytree(ROOT / "configs", path / "configs")
-    shutil.copy(ROOT / ".gitignore", path / ".gitignore")
-    shutil.copy(ROOT / "program.md", path / "program.md")
-    (path / "configs" / "current.yaml").write_text(yaml.safe_dump(BASE))
-    repo = git.Repo.init(path, initial_branch="main")
-    with repo.config_writer() as c:
-        c.set_value("user", "name", "test").set_value("user", "email", "test@example.com")
-    repo.git.add(A=True)
-    repo.index.commit("project")
-    return path
+from tests.helpers import (
+    BASE,
+    Scripted,
+    agent_loop,
+    branch_state,
+    make_repo,
+    run_loop,
+    trainers_of,
+    wait_for,
+)
 
 
 @pytest.fixture
 def repo(tmp_path, synthetic_home, monkeypatch) -> Path:
     monkeypatch.setenv("NER_AR_HOME", str(synthetic_home))
     return make_repo(tmp_path / "proj", fake_train=True)
-
-
-class Scripted:
-    """A proposer that returns prepared configs (lr values) in order."""
-
-    name = "scripted"
-
-    def __init__(self, proposals: list):
-        self.proposals = list(proposals)
-        self.observed: list = []
-        self.errors: list = []
-
-    def propose(self, ctx, error=None):
-        self.errors.append(error)
-        item = self.proposals.pop(0)
-        if isinstance(item, str):  # raw YAML
-            return Proposal(item, "raw yaml")
-        raw = {**BASE, "optim": {**BASE["optim"], "lr": item}}
-        return Proposal(yaml.safe_dump(raw), f"lr {item}")
-
-    def observe(self, proposal, f1):
-        self.observed.append((proposal.description, f1))
-
-
-def run_loop(repo: Path, proposals: list, **opts) -> tuple[ResearchLoop, Scripted]:
-    proposer = Scripted(proposals)
-    loop = ResearchLoop(repo, LoopOptions(tag="t", **opts), proposer, say=lambda *a: None)
-    loop.run()
-    return loop, proposer
-
-
-def branch_state(repo: Path):
-    r = git.Repo(repo)
-    subjects = [c.message.splitlines()[0] for c in r.iter_commits("autoresearch/t")]
-    experiments = [s.split("] ", 1)[1] for s in subjects if s.startswith(PREFIX)]
-    return r, experiments
 
 
 def test_decisions_confirmation_and_git_history(repo):
@@ -123,8 +73,8 @@ def test_crash_and_hang_are_rows_and_the_loop_goes_on(repo):
     run_loop(repo, [5.0, 0.0123, 0.08], max_experiments=4, timeout=30)
     rows = read_results(repo / "results.tsv")
     assert rows["status"].tolist() == ["keep", "crash", "crash", "keep"]
-    assert "loss is nan" in rows["description"].iloc[1]
-    assert "timeout: killed after 30 s" in rows["description"].iloc[2]
+    assert "loss is nan" in rows["reason"].iloc[1] and rows["description"].iloc[1] == "lr 5.0"
+    assert "timeout: killed after 30 s" in rows["reason"].iloc[2]
     assert rows["dev_f1"].iloc[1] == 0
     _, experiments = branch_state(repo)
     assert experiments == ["lr 0.08", "baseline"]
@@ -144,21 +94,13 @@ def test_three_invalid_proposals_are_a_failed_proposal_row(repo):
     run_loop(repo, ["{target: nope}"] * 3 + [0.08], max_experiments=3)
     rows = read_results(repo / "results.tsv")
     assert rows["status"].tolist() == ["keep", "crash", "keep"]
-    assert rows["commit"].iloc[1] == "-" and "invalid proposal" in rows["description"].iloc[1]
+    assert rows["commit"].iloc[1] == "-" and "no valid proposal" in rows["reason"].iloc[1]
 
 
 def test_refuses_a_dirty_tree(repo):
     (repo / "configs" / "current.yaml").write_text("edited: true\n")
     with pytest.raises(Exception, match="uncommitted changes: configs/current.yaml"):
         run_loop(repo, [], max_experiments=1)
-
-
-def agent_loop(repo: Path, *args: str, env: dict, **kw) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "agent_loop.py"), "--tag", "t", "--agent", "optuna", *args],
-        cwd=repo, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, **kw,
-    )  # fmt: skip
 
 
 def test_sigkill_mid_experiment_then_resume(repo, synthetic_home):
@@ -176,7 +118,7 @@ def test_sigkill_mid_experiment_then_resume(repo, synthetic_home):
     killed = r.commit("refs/autoresearch/t/2").hexsha[:7]  # the killed experiment
     assert r.head.commit.message.startswith(PREFIX + "[1] baseline")  # never checked out
     time.sleep(0.5)
-    assert not _trainers_of(repo)  # the training child died with the loop
+    assert not trainers_of(repo)  # the training child died with the loop
     with open(repo / "results.tsv", "a") as f:
         f.write("2026-01-01T00:00:00\tpartial")  # and results.tsv got a torn last line
     env.pop("FAKE_TRAIN_SLEEP")
@@ -185,7 +127,7 @@ def test_sigkill_mid_experiment_then_resume(repo, synthetic_home):
     rows = read_results(repo / "results.tsv")
     assert rows["commit"].tolist()[:2] == [rows["commit"].iloc[0], killed]
     assert rows["status"].tolist()[:2] == ["keep", "crash"]
-    assert rows["description"].iloc[1].endswith("[crash: interrupted]")
+    assert rows["reason"].iloc[1] == "interrupted"
     assert len(rows) == 3 and (repo / "results.tsv.partial").exists()
     r, experiments = branch_state(repo)
     assert not r.is_dirty()
@@ -202,7 +144,7 @@ def test_optuna_loop_end_to_end_with_the_real_trainer(tmp_path, synthetic_home):
     out, _ = proc.communicate(timeout=HANG_GUARD_S)
     assert proc.returncode == 0, out
     rows = read_results(repo / "results.tsv")
-    assert len(rows) == 4 and rows["description"].iloc[0].startswith("baseline [keep: first")
+    assert len(rows) == 4 and rows["role"].iloc[0] == "baseline"
     assert set(rows["status"]) <= {"keep", "discard", "crash"}
     # the baseline learned; a proposal may be hopeless in 40 steps (F1 0) without crashing
     assert rows["dev_f1"].iloc[0] > 0
@@ -244,7 +186,7 @@ def test_a_new_tag_runs_its_own_baseline(repo):
                         say=lambda *a: None)  # fmt: skip
     loop.run()  # branched from t's best commit, but t's score is not u's
     rows = read_results(repo / "results.tsv")
-    assert rows["description"].iloc[-1].startswith("baseline [keep") and len(rows) == 3
+    assert rows["role"].iloc[-1] == "baseline" and len(rows) == 3
 
 
 def test_an_unavailable_proposer_stops_the_loop(repo):
@@ -367,9 +309,10 @@ def test_ctrl_c_during_the_baseline_records_it_and_exits_cleanly(repo, synthetic
     assert "Traceback" not in out and "BrokenPipeError" not in out, out
     rows = read_results(repo / "results.tsv")
     assert rows["status"].tolist() == ["crash"]
-    assert rows["description"].iloc[0] == "baseline [crash: interrupted (Ctrl-C)]"
+    assert rows["role"].iloc[0] == "baseline"
+    assert rows["reason"].iloc[0] == "interrupted (SIGINT)"
     assert not git.Repo(repo).is_dirty()
-    assert not _trainers_of(repo)
+    assert not trainers_of(repo)
 
 
 def test_a_kill_during_the_baseline_leaves_a_row(repo, synthetic_home):
@@ -386,8 +329,8 @@ def test_a_kill_during_the_baseline_leaves_a_row(repo, synthetic_home):
     out, _ = agent_loop(repo, "--max-experiments", "2", env=env).communicate(timeout=HANG_GUARD_S)
     rows = read_results(repo / "results.tsv")
     assert rows["status"].tolist() == ["crash", "keep"], out
-    assert rows["description"].iloc[0] == "baseline [crash: interrupted]"
-    assert rows["description"].iloc[1].startswith("baseline [keep")
+    assert rows["role"].tolist()[:2] == ["baseline", "baseline"]
+    assert rows["reason"].iloc[0] == "interrupted" and rows["status"].iloc[1] == "keep"
 
 
 def test_the_same_crash_three_times_stops_the_loop(repo):
@@ -416,13 +359,52 @@ def test_hostile_proposals_go_back_to_the_proposer(repo):
     assert rows["status"].tolist() == ["keep", "keep"]
 
 
-def wait_for(path: Path, proc: subprocess.Popen, limit: float = HANG_GUARD_S) -> None:
-    deadline = time.time() + limit
-    while not path.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    assert path.exists(), proc.communicate()[0] if proc.poll() is not None else "timed out"
+def smoke_config(repo: Path) -> Path:
+    """A second config file in the repository, as the README's --config configs/smoke.yaml."""
+    path = repo / "configs" / "smoke.yaml"
+    path.write_text(yaml.safe_dump({**BASE, "optim": {**BASE["optim"], "lr": 0.06}}))
+    git.Repo(repo).git.commit("-am", "a smoke config")
+    return path
 
 
-def _trainers_of(repo: Path) -> list[str]:
-    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    return [line for line in ps.splitlines() if f"{repo}/train.py" in line]
+def test_a_resumed_tag_goes_on_with_its_own_config(repo):
+    smoke = smoke_config(repo)
+    run_loop(repo, [0.07], max_experiments=2, config=Path("configs/smoke.yaml"))
+    loop, _ = run_loop(repo, [0.08], max_experiments=3)  # resumed without --config
+    assert loop.config_path == smoke
+    rows = read_results(repo / "results.tsv")
+    assert rows["status"].tolist() == ["keep", "keep", "keep"]
+    assert rows["config"].tolist() == ["configs/smoke.yaml"] * 3 and rows["n"].tolist() == [1, 2, 3]
+    r = git.Repo(repo)
+    assert (
+        "lr: 0.08" in smoke.read_text()
+        and "lr: 0.05" in (repo / "configs/current.yaml").read_text()
+    )
+    info = parse_experiment(r.head.commit.message)
+    assert (info.n, info.role, info.config, info.tag) == (
+        3,
+        "experiment",
+        "configs/smoke.yaml",
+        "t",
+    )
+
+
+def test_a_config_contradicting_the_tag_is_refused_with_the_tags(repo):
+    smoke_config(repo)
+    run_loop(repo, [], max_experiments=1, config=Path("configs/smoke.yaml"))
+    with pytest.raises(
+        UserError, match="tag 't' edits configs/smoke.yaml .*--config configs/smoke"
+    ):
+        run_loop(repo, [0.08], max_experiments=2, config=Path("configs/current.yaml"))
+    loop, _ = run_loop(repo / "configs", [0.08], max_experiments=2, config=Path("smoke.yaml"))
+    assert loop.config_path == repo / "configs" / "smoke.yaml"  # from a subdirectory: as meant
+
+
+def test_a_config_outside_the_repository_is_refused_before_any_branch(repo, tmp_path):
+    outside = tmp_path / "elsewhere.yaml"
+    outside.write_text(yaml.safe_dump(BASE))
+    with pytest.raises(UserError, match="outside the repository"):
+        run_loop(repo, [], max_experiments=1, config=outside)
+    with pytest.raises(UserError, match="config file not found"):
+        run_loop(repo, [], max_experiments=1, config=Path("configs/missing.yaml"))
+    assert [h.name for h in git.Repo(repo).heads] == ["main"]

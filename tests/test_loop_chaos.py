@@ -17,11 +17,10 @@ import time
 import git
 import pytest
 
-from nerlab.gitops import PREFIX, RAN_AS
+from nerlab.gitops import parse_experiment
 from nerlab.results import read_results
 from tests.conftest import HANG_GUARD_S, ROOT
-from tests.test_loop import _trainers_of as trainers_of
-from tests.test_loop import make_repo
+from tests.helpers import make_repo, trainers_of
 
 KILLS = 30
 RAY_KILLS = 4  # the last ones, with --workers 2 (a Ray instance starts each time: slow)
@@ -143,14 +142,14 @@ def test_thirty_random_kills_then_every_invariant_holds(tmp_path, synthetic_home
     assert rows["description"].str.contains("<script>", regex=False).any()  # hostile ones ran
     keeps = rows[rows["status"] == "keep"]
     branch = [c for c in r.iter_commits("autoresearch/t") if c.hexsha != start]
-    branch = [c for c in branch if c.message.startswith(PREFIX)]
-    ran = [RAN_AS.search(c.message).group(1)[:7] if RAN_AS.search(c.message) else c.hexsha[:7]
-           for c in branch]  # fmt: skip
+    infos = [(c, parse_experiment(c.message)) for c in branch]
+    ran = [i.ran_as or c.hexsha[:7] for c, i in infos if i]
     assert set(ran) == set(keeps["commit"])  # kept experiments, and only those, on the branch
     assert ran[0] == keeps.loc[keeps["dev_f1"].idxmax(), "commit"]  # HEAD is the best
     assert keeps["dev_f1"].is_monotonic_increasing  # each keep beat the best of its moment
     assert not r.is_dirty()
     assert not trainers_of(repo)
+    assert sum(hits.values()) == KILLS
 
     report = subprocess.run([sys.executable, str(ROOT / "analyze.py"), "report", "--tag", "t"],
                             cwd=repo, env=env, capture_output=True, text=True,

@@ -13,20 +13,20 @@ import pytest
 import yaml
 
 from nerlab.agents import Proposal
-from nerlab.gitops import RAN_AS
+from nerlab.gitops import parse_experiment
 from nerlab.loop import LoopOptions, ResearchLoop
 from nerlab.results import read_results
 from tests.conftest import HANG_GUARD_S
-from tests.ray_nodes import descendants, wait_gone
-from tests.test_loop import (
+from tests.helpers import (
     BASE,
     Scripted,
-    _trainers_of,
     agent_loop,
     branch_state,
     make_repo,
+    trainers_of,
     wait_for,
 )
+from tests.ray_nodes import descendants, wait_gone
 
 pytest.importorskip("ray", reason="Ray is optional: pip install -e '.[ray]'")
 
@@ -62,25 +62,25 @@ def test_three_workers_out_of_order_crash_hang_and_a_killed_worker(repo):
     opts = LoopOptions(tag="t", max_experiments=6, workers=3, timeout=60)
     loop = ResearchLoop(repo, opts, proposer, say=print)
     loop.run()
-    rows = read_results(repo / "results.tsv").set_index("description")
-    by_lr = {d.split(" [")[0]: r for d, r in rows.iterrows()}
-    assert by_lr["lr 0.09"]["status"] == "keep"  # proposed later, finished first, won
-    assert by_lr["lr 0.095"]["status"] == "keep"  # then beat it: landed on the moved tip
-    assert by_lr["lr 5.0"]["status"] == "crash" and "loss is nan" in by_lr["lr 5.0"].name
-    hang = by_lr["lr 0.0123"]
-    assert hang["status"] == "crash" and "timeout: killed after 60 s" in hang.name
-    killed = by_lr["lr 0.0321"]
-    assert killed["status"] == "crash" and "task failed" in killed.name
-    assert len(rows) == 6
+    by_lr = read_results(repo / "results.tsv").set_index("description")
+    assert by_lr.loc["lr 0.09", "status"] == "keep"  # proposed later, finished first, won
+    assert by_lr.loc["lr 0.095", "status"] == "keep"  # then beat it: landed on the moved tip
+    assert by_lr.loc["lr 5.0", "status"] == "crash"
+    assert "loss is nan" in by_lr.loc["lr 5.0", "reason"]
+    hang = by_lr.loc["lr 0.0123"]
+    assert hang["status"] == "crash" and "timeout: killed after 60 s" in hang["reason"]
+    killed = by_lr.loc["lr 0.0321"]
+    assert killed["status"] == "crash" and "task failed" in killed["reason"]
+    assert len(by_lr) == 6
     r, experiments = branch_state(repo)
     assert experiments == ["lr 0.095", "lr 0.09", "baseline"]
     landed = r.head.commit
-    assert RAN_AS.search(landed.message).group(1) == by_lr["lr 0.095"]["commit"]
-    assert landed.hexsha[:7] != by_lr["lr 0.095"]["commit"]  # a new commit on the new tip
+    assert parse_experiment(landed.message).ran_as == by_lr.loc["lr 0.095", "commit"]
+    assert landed.hexsha[:7] != by_lr.loc["lr 0.095", "commit"]  # a new commit on the new tip
     assert not r.is_dirty() and "lr: 0.095" in (repo / "configs/current.yaml").read_text()
     assert loop.ledger.best().f1 == pytest.approx(0.95)
     assert any("[2] lr 0.095" in running for running in proposer.running)  # shown in flight
-    assert not _trainers_of(repo)
+    assert not trainers_of(repo)
 
 
 @pytest.mark.slow
@@ -95,7 +95,7 @@ def test_kill_9_of_the_driver_with_runs_in_flight_then_restart(repo, synthetic_h
     # Ray's processes notice their driver died; its two agents take a minute more (Ray
     # reports the death to the dead head node with a 60 s timeout): 300 s is a hang guard
     assert not wait_gone(started, 300)  # nothing of Ray, no train.py survived
-    assert not _trainers_of(repo)
+    assert not trainers_of(repo)
     env.pop("FAKE_TRAIN_SLEEP")
     out, _ = agent_loop(repo, "--max-experiments", "6", "--workers", "3",
                         env=env).communicate(timeout=HANG_GUARD_S)  # fmt: skip
@@ -105,7 +105,7 @@ def test_kill_9_of_the_driver_with_runs_in_flight_then_restart(repo, synthetic_h
     rows = read_results(repo / "results.tsv")
     assert len(rows) == 6, out
     assert rows["status"].tolist()[:4] == ["keep", "crash", "crash", "crash"], out
-    assert all(d.endswith("[crash: interrupted]") for d in rows["description"].iloc[1:4])
+    assert rows["reason"].iloc[1:4].tolist() == ["interrupted"] * 3
     r, experiments = branch_state(repo)
     assert not r.is_dirty()
     kept = rows.loc[rows["status"] == "keep", "commit"].tolist()
@@ -113,9 +113,8 @@ def test_kill_9_of_the_driver_with_runs_in_flight_then_restart(repo, synthetic_h
     numbers = sorted(int(ref.name.rsplit("/", 1)[1]) for ref in r.refs if "autoresearch/t/" in
                      ref.path and ref.path.startswith("refs/autoresearch"))  # fmt: skip
     assert numbers == [1, 2, 3, 4, 5, 6]
-    assert git.Repo(repo).head.commit.hexsha[:7] in kept or RAN_AS.search(
-        git.Repo(repo).head.commit.message
-    )
+    head = git.Repo(repo).head.commit
+    assert head.hexsha[:7] in kept or parse_experiment(head.message).ran_as in kept
 
 
 def test_ray_tasks_get_the_users_settings_but_never_the_api_key(monkeypatch):
@@ -128,3 +127,15 @@ def test_ray_tasks_get_the_users_settings_but_never_the_api_key(monkeypatch):
     assert "ANTHROPIC_API_KEY" not in local and "ANTHROPIC_API_KEY" not in cluster
     assert local["HF_HOME"] == cluster["HF_HOME"] == "/data/hf"
     assert local["MY_SETTING"] == "1" and "MY_SETTING" not in cluster
+
+
+def test_ray_tasks_never_get_any_secret(monkeypatch):
+    from nerlab.pool import task_env
+
+    secrets = ("OPENAI_API_KEY", "HF_TOKEN", "GITHUB_TOKEN", "MY_SERVICE_SECRET", "openai_api_key")
+    for name in secrets:
+        monkeypatch.setenv(name, "s3cr3t-value")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://localhost:11434/v1")
+    for env in (task_env(local=True), task_env(local=False)):
+        assert not set(secrets) & set(env)
+    assert task_env(local=True)["OPENAI_BASE_URL"] == "http://localhost:11434/v1"

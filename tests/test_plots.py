@@ -10,7 +10,8 @@ import pytest
 import analyze
 from nerlab import analysis
 from nerlab.plots import plt, progress_figure
-from tests.test_analyze import write_loop_log
+from nerlab.results import append_row
+from tests.helpers import write_loop_log
 
 
 def crowded(tmp_path):
@@ -54,3 +55,18 @@ def test_progress_in_vector_formats(tmp_path, suffix, magic):
     out = tmp_path / f"progress{suffix}"
     assert analyze.main(["progress", "--results", str(path), "--out", str(out)]) == 0
     assert out.read_bytes().startswith(magic)
+
+
+def test_descriptions_are_drawn_as_written_never_as_mathtext(tmp_path):
+    path = tmp_path / "results.tsv"
+    write_loop_log(path, n=6)
+    for i, text in enumerate(["lr $x^ 50%", "$\\frac{1}{0}$ <b>\x1b[31m"]):
+        append_row(path, {"commit": f"m{i}", "target": "ncbi_disease", "dev_f1": "0.99",
+                          "status": "keep", "description": text})  # fmt: skip
+    out = tmp_path / "progress.png"
+    assert analyze.main(["progress", "--results", str(path), "--out", str(out)]) == 0
+    assert out.read_bytes().startswith(b"\x89PNG")
+    fig = progress_figure(analysis.load_experiments(path, "ncbi_disease"))
+    key = fig.axes[1].texts[0].get_text()
+    assert "lr $x^ 50%" in key and "$\\frac{1}{0}$ <b>\\x1b[31m" in key
+    plt.close(fig)

@@ -1,9 +1,12 @@
 """prepare_data.py end to end, and the store and source helpers behind it."""
 
+import errno
 import json
 import re
+import subprocess
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from nerlab.conll import Sentence
@@ -178,3 +181,51 @@ def test_a_split_file_deleted_after_preparing_says_how_to_rebuild_it(ner_home):
         "since it was prepared?); run: python prepare_data.py --corpora linnaeus --synthetic "
         "--force"
     )
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_a_full_disk_changes_nothing_and_is_one_line(ner_home, monkeypatch):
+    store = Store(data_root("synthetic"))
+    store.write("ncbi_disease", generate("ncbi_disease", 0), {"source": "synthetic (seed 0)"})
+    before = _files(store.root)
+    write_table = pq.write_table
+    calls = []
+
+    def fills_the_disk(table, where, **kwargs):  # the second split: half written, then ENOSPC
+        calls.append(where)
+        write_table(table.slice(0, len(table) // (2 if len(calls) == 2 else 1)), where, **kwargs)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("nerlab.store.pq.write_table", fills_the_disk)
+    with pytest.raises(UserError, match="No space left on device") as e:
+        store.write("ncbi_disease", generate("ncbi_disease", 1), {"source": "synthetic (seed 1)"})
+    assert "\n" not in str(e.value) and "ncbi_disease" in str(e.value)
+    assert _files(store.root) == before  # the old corpus whole, no partial file
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 96 KiB tmpfs: too small for the synthetic corpora (needs root; skipped without)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mount)],
+                       capture_output=True)  # fmt: skip
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_prepare_synthetic_on_a_full_disk(tiny_disk):
+    r = run_script("prepare_data.py", "--synthetic", home=tiny_disk)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1, r.stderr
+    store = Store(tiny_disk / "synthetic")
+    for name, entry in store.manifest().items():  # what was prepared is whole
+        for split in entry["splits"]:
+            assert len(store.read(name, split)) == entry["splits"][split]["sentences"]
+    assert not [p for p in tiny_disk.rglob("*") if p.name.endswith(".tmp")]

@@ -13,7 +13,7 @@ import git
 import pytest
 import yaml
 
-from nerlab.config import parse_config
+from nerlab.config import config_hash, parse_config
 from nerlab.errors import UserError
 from nerlab.record import record, run_timeout
 from nerlab.results import COLUMNS, read_results
@@ -88,7 +88,8 @@ def test_baseline_is_kept_with_every_column(repo):
     assert (row["target"], row["dev_f1"], row["dev_f1_std"], row["repeats"]) == (
         "ncbi_disease", "0.800000", "0.000000", "1")  # fmt: skip
     assert (row["memory_gb"], row["train_s"], row["status"]) == ("1.23", "61.2", "keep")
-    assert row["description"].startswith("baseline [keep: first result")
+    assert (row["role"], row["description"], row["tag"]) == ("baseline", "baseline", "t")
+    assert row["reason"].startswith("first result") and row["config"] == "configs/current.yaml"
 
 
 def test_clear_win_is_kept_and_becomes_the_best(repo):
@@ -99,8 +100,9 @@ def test_clear_win_is_kept_and_becomes_the_best(repo):
     assert r.next[0].startswith("edit configs/current.yaml")
     commit(repo, "lr up more", optim={"lr": 0.2, "batch_size": 16})
     assert record(repo, write_log(repo, [0.86])).best.commit == c  # the kept one is the best now
-    assert rows(repo)["description"].tolist()[1] == "lr up [keep: +0.0500 over best 0.8000, " \
-        "beyond the noise margin]"  # fmt: skip
+    row = rows(repo).iloc[1]
+    assert (row["description"], row["role"]) == ("lr up", "experiment")
+    assert row["reason"] == "+0.0500 over best 0.8000, beyond the noise margin"
 
 
 def test_clear_loss_is_discarded_with_the_reset_to_the_best(repo):
@@ -164,7 +166,7 @@ def test_crash_log_is_a_crash_row_with_its_reason(repo):
     assert (r.action, r.next) == ("crash", [f"git reset --hard {base}"])
     row = rows(repo).iloc[-1]
     assert (row["status"], row["dev_f1"], row["memory_gb"]) == ("crash", 0.0, 1.23)
-    assert row["description"] == "huge lr [crash: loss is nan at step 3]"
+    assert (row["description"], row["reason"]) == ("huge lr", "loss is nan at step 3")
 
 
 def test_log_without_a_summary_block_is_a_crash(repo):
@@ -201,6 +203,49 @@ def test_no_baseline_commit_and_second_record_are_refused(repo):
     record(repo, Path("run.log"))
     with pytest.raises(UserError, match="already has a keep row"):
         record(repo, Path("run.log"))
+
+
+def test_a_log_of_another_commits_config_is_refused(repo):
+    baseline(repo)
+    other = commit(repo, "lr 0.000637", optim={"lr": 0.000637, "batch_size": 16})
+    ran = config_hash((repo / "configs" / "current.yaml").read_text())
+    r = git.Repo(repo)
+    r.git.reset("--hard", "HEAD~1")
+    commit(repo, "lr 0.08", optim={"lr": 0.08, "batch_size": 16})  # HEAD: another config
+    write_log(repo, [0.83], config_sha256=ran)  # the copied log of `other`'s run
+    with pytest.raises(UserError, match="another config .* not of configs/current.yaml at"):
+        record(repo, Path("run.log"))
+    assert len(rows(repo)) == 1 and other not in rows(repo)["commit"].tolist()
+    here = config_hash((repo / "configs" / "current.yaml").read_text())
+    write_log(repo, [0.83], config_sha256=here)  # its own run is recorded
+    assert record(repo, Path("run.log")).action == "keep"
+
+
+def test_a_log_cut_inside_status_is_a_truncated_log_crash(repo):
+    baseline(repo)
+    commit(repo, "cut short")
+    text = format_summary({"dev_f1": 0.8, "f1_seeds": "0.8", "status": "ok"})
+    (repo / "run.log").write_text(text[: text.index("status:") + len("status:  o")])
+    r = record(repo, Path("run.log"))
+    assert r.action == "crash" and r.reason.startswith("truncated log")
+
+
+def test_a_crash_is_recorded_once(repo):
+    baseline(repo)
+    commit(repo, "huge lr", optim={"lr": 5.0, "batch_size": 16})
+    record(repo, write_log(repo, [], status="crash", reason="loss is nan at step 3"))
+    with pytest.raises(UserError, match="already has a crash row"):
+        record(repo, Path("run.log"))
+    assert rows(repo)["status"].tolist() == ["keep", "crash"]
+
+
+def test_a_config_other_than_the_commits_is_refused(repo):
+    (repo / "configs" / "smoke2.yaml").write_text(yaml.safe_dump({**CONFIG, "seed": 1}))
+    git.Repo(repo).git.add(A=True)
+    git.Repo(repo).git.commit("-m", "baseline")  # a baseline that changed smoke2.yaml alone
+    with pytest.raises(UserError, match="edit configs/smoke2.yaml"):
+        record(repo, write_log(repo, [0.8]), config=Path("configs/current.yaml"))
+    assert record(repo, Path("run.log")).row["config"] == "configs/smoke2.yaml"
 
 
 def test_timeout_for_seconds_and_steps_budgets():

@@ -13,10 +13,13 @@ import yaml
 
 import analyze
 from nerlab.analysis import tag_experiments
+from nerlab.card import model_card
+from nerlab.config import ExperimentConfig
 from nerlab.errors import UserError
+from nerlab.final import markdown as final_markdown
 from nerlab.gitops import RunBranch
 from nerlab.results import append_row
-from tests.test_final import BASE
+from tests.helpers import FINAL_BASE as BASE
 
 
 @pytest.fixture
@@ -44,21 +47,26 @@ NIGHT = [
 FINISHED = [1, 3, 2, 5, 4]  # parallel workers: completion order is not experiment order
 
 
-def record_night(repo) -> dict[int, str]:
-    """The experiments as the loop leaves them: commits with refs, rows, kept ones landed."""
+def record_night(repo, descriptions: dict[int, str] | None = None) -> dict[int, str]:
+    """The experiments as the loop leaves them: commits with refs, rows, kept ones landed;
+    `descriptions` replaces some experiments' `lr ...` descriptions."""
+    descriptions = descriptions or {}
     git_ = RunBranch(repo, "night")
     git_.checkout()
     path = repo / "configs" / "current.yaml"
     commits, texts = {}, {}
     for n, lr, *_ in NIGHT:
         texts[n] = yaml.safe_dump({**BASE, "optim": {**BASE["optim"], "lr": lr}})
-        description = "baseline" if n == 1 else f"lr {lr}"
-        commits[n] = git_.experiment_commit(n, path, texts[n], description, git_.tip().hexsha)
+        description, role = (
+            ("baseline", "baseline") if n == 1 else (descriptions.get(n, f"lr {lr}"), "experiment")
+        )
+        commits[n] = git_.experiment_commit(n, path, texts[n], description, git_.tip().hexsha,
+                                            role)  # fmt: skip
     by_n = {row[0]: row for row in NIGHT}
     for n in FINISHED:
         _, lr, status, f1, std, reason = by_n[n]
-        description = ("baseline" if n == 1 else f"lr {lr}") + (
-            f" [crash: {reason}]" if reason else ""
+        description, role = (
+            ("baseline", "baseline") if n == 1 else (descriptions.get(n, f"lr {lr}"), "experiment")
         )
         append_row(
             repo / "results.tsv",
@@ -69,11 +77,15 @@ def record_night(repo) -> dict[int, str]:
                 "dev_f1_std": f"{std:.6f}",
                 "repeats": 3 if std else 1,
                 "status": status,
+                "reason": reason,
                 "description": description,
+                "tag": "night",
+                "n": n,
+                "role": role,
             },
         )
         if status == "keep":
-            git_.land(n, commits[n], path, texts[n], description)
+            git_.land(n, commits[n], path, texts[n], description, role)
     git_.repo.git.checkout("main")
     run_dir = repo / "runs" / "night"
     run_dir.mkdir(parents=True)
@@ -90,9 +102,9 @@ def test_rows_in_completion_order_take_the_loops_numbers(repo):
         tag_experiments(repo / "results.tsv", repo, "other")
 
 
-def test_report_is_one_self_contained_page(repo):
-    commits = record_night(repo)
-    final = {
+def final_report(commits: dict[int, str]) -> dict:
+    """final.json of the night: experiment 5 beat the baseline on test."""
+    return {
         "tag": "night",
         "target": "ncbi_disease",
         "note": "The test split is used here",
@@ -129,6 +141,11 @@ def test_report_is_one_self_contained_page(repo):
         },
         "difference": {"mean": 0.11, "half_width": 0.02, "significant": True},
     }
+
+
+def test_report_is_one_self_contained_page(repo):
+    commits = record_night(repo)
+    final = final_report(commits)
     (repo / "runs" / "night" / "final.json").write_text(json.dumps(final))
     assert analyze.main(["report", "--tag", "night"]) == 0
     page = (repo / "runs" / "night" / "report.html").read_text()
@@ -144,7 +161,45 @@ def test_report_is_one_self_contained_page(repo):
     assert "<td>Disease</td><td class=num>80.00</td><td class=num>79.00</td>" in page
 
 
-def test_report_with_a_wrong_config_path_says_which(repo):
+def test_report_with_a_wrong_config_path_names_the_tags(repo):
     record_night(repo)
-    with pytest.raises(UserError, match="smoke.yaml is not in experiment commit"):
+    with pytest.raises(UserError, match="tag 'night' edits configs/current.yaml"):
         analyze.main(["report", "--tag", "night", "--config", "configs/smoke.yaml"])
+
+
+HOSTILE = {
+    2: "lr $x^ 50% $ <script>alert(1)</script>",
+    3: '<img src=x onerror="alert(1)"> | bs $64',
+    5: "$2 [x](javascript:alert(1)) ![i](https://evil.example/i.png) \x1b[31m",
+}
+
+
+def rendered(markdown_text: str) -> str:
+    """The HTML a markdown renderer (raw HTML allowed, as on GitHub or the hub) makes of it."""
+    markdown_it = pytest.importorskip("markdown_it")
+    return (
+        markdown_it.MarkdownIt("commonmark", {"html": True}).enable("table").render(markdown_text)
+    )
+
+
+def test_hostile_descriptions_stay_text_in_the_report_final_md_and_the_card(repo):
+    commits = record_night(repo, HOSTILE)
+    final = final_report(commits)
+    final["best"]["description"] = HOSTILE[5]
+    final["best"]["seeds"] = [{"seed": 0, "status": "crash", "reason": HOSTILE[2]}]
+    final["baseline"] |= {"description": "baseline", "seeds": []}
+    (repo / "runs" / "night" / "final.json").write_text(json.dumps(final))
+    assert analyze.main(["report", "--tag", "night"]) == 0  # the `$` figure renders
+    page = (repo / "runs" / "night" / "report.html").read_text()
+    assert "<script" not in page and page.count("<img") == 1 and "href" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "\x1b" not in page
+    assert "[x](javascript:alert(1))" in page  # shown as text, not a link
+
+    cfg = ExperimentConfig.model_validate(BASE)
+    meta = {"target": "ncbi_disease", "corpus": "ncbi_disease", "types": ["Disease"],
+            "labels": ["O", "B-Disease", "I-Disease"], "seed": 0, "eval_f1": 0.8,
+            "head": "linear"}  # fmt: skip
+    for text in (final_markdown(final), model_card(final, meta, cfg, {}, "out")):
+        html = rendered(text)
+        assert not re.search(r"<(script|img|a)\b", html) and "\x1b" not in html
+        assert "&lt;script&gt;" in html or "javascript:alert(1)" in html

@@ -130,3 +130,34 @@ def test_summary_roundtrip():
     assert set(KEYS) <= set(parsed) and parsed["dev_f1"] == "0.500000"
     assert parsed["status"] == "crash" and parsed["reason"] == "loss is nan at step 3"
     assert parse_summary("no block here") is None
+
+
+OLD_LAYOUT = (
+    "timestamp\tcommit\ttarget\tdev_f1\tdev_f1_std\trepeats\tmemory_gb\ttrain_s\tstatus\t"
+    "description\n"
+    "2026-11-28T01:00:00\tabc1234\tncbi_disease\t0.500000\t0.000000\t1\t0.10\t1.0\tkeep\t"
+    "baseline [keep: first result (0.5000)]\n"
+    "2026-11-28T01:10:00\tdef5678\tncbi_disease\t0.000000\t0.000000\t1\t0.10\t1.0\tcrash\t"
+    "lr 5.0 [crash: loss is nan at step 3]\n"
+    "2026-11-28T01:20:00\t0123abc\tncbi_disease\t0.700000\t0.000000\t1\t0.10\t1.0\tok\t"
+    "hand run\n"
+)
+
+
+def test_an_old_layout_file_is_read_then_migrated_once_with_a_backup(tmp_path, capsys):
+    path = tmp_path / "results.tsv"
+    path.write_text(OLD_LAYOUT)
+    df = read_results(path)  # read as it is, unchanged
+    assert list(df.columns) == COLUMNS and path.read_text() == OLD_LAYOUT
+    assert df["description"].tolist() == ["baseline", "lr 5.0", "hand run"]
+    assert df["reason"].tolist() == ["first result (0.5000)", "loss is nan at step 3", ""]
+    assert df["role"].tolist() == ["baseline", "experiment", ""]
+    append_row(path, row(4, tag="t", n=4, role="experiment", reason="+0.1 over best"))
+    assert "migrated 3 rows" in capsys.readouterr().out
+    assert (tmp_path / "results.tsv.v1.bak").read_text() == OLD_LAYOUT
+    after = read_results(path)
+    assert after["commit"].tolist() == ["abc1234", "def5678", "0123abc", "c4"]
+    assert after.iloc[:3].drop(columns="n").equals(df.drop(columns="n"))
+    assert after["n"].tolist() == [0, 0, 0, 4] and after["reason"].iloc[3] == "+0.1 over best"
+    append_row(path, row(5))  # no second migration
+    assert "migrated" not in capsys.readouterr().out

@@ -14,8 +14,7 @@ import pytest
 from nerlab import signals
 from nerlab.results import read_results
 from tests.conftest import HANG_GUARD_S
-from tests.test_loop import _trainers_of as trainers_of
-from tests.test_loop import agent_loop, make_repo, wait_for
+from tests.helpers import agent_loop, make_repo, trainers_of, wait_for
 
 SIGNALS = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
 
@@ -47,8 +46,7 @@ def _check(repo, code: int, out: str, signum: int, workers: int) -> None:
     assert said == [f"interrupted ({name}): {running} recorded as crash"], out
     rows = read_results(repo / "results.tsv")
     assert rows["status"].tolist() == ["keep"] + ["crash"] * workers, out
-    for description in rows["description"].iloc[1:]:
-        assert description.endswith(f"[crash: interrupted ({name})]")
+    assert rows["reason"].iloc[1:].tolist() == [f"interrupted ({name})"] * workers
     assert not git.Repo(repo).is_dirty()
     assert not trainers_of(repo)
 

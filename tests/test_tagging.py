@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
 import predict
+from nerlab import tagging
 from nerlab.errors import UserError
 from nerlab.tagging import entities, read_text, text_units
 from tests.conftest import run_script
@@ -89,3 +91,49 @@ def test_missing_model_is_a_one_line_error(tmp_path):
     assert (
         r.returncode == 1 and r.stderr == f"error: {tmp_path / 'none'}: no such model directory\n"
     )
+
+
+def test_out_in_a_missing_directory_is_created(trained_model, synthetic_home, tmp_path):
+    text = tmp_path / "in.txt"
+    text.write_text("Patients with myocardial infarction were treated .\n")
+    out = tmp_path / "new" / "dir" / "out.jsonl"
+    r = run_script("predict.py", "--model", str(trained_model[0]), str(text), "--out", str(out),
+                   home=synthetic_home)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(out.read_text())["line"] == 1
+
+
+@pytest.mark.parametrize("damaged", ["model.safetensors", "nerlab_head.safetensors",
+                                     "tokenizer.json", "nerlab.json"])  # fmt: skip
+def test_a_damaged_model_file_is_a_one_line_error_naming_it(trained_model, tmp_path, damaged):
+    model = tmp_path / "model"
+    shutil.copytree(trained_model[0], model)
+    data = (model / damaged).read_bytes()
+    (model / damaged).write_bytes(data[: len(data) // 2])  # a full disk or a kill mid-save
+    text = tmp_path / "in.txt"
+    text.write_text("Some text .\n")
+    r = run_script("predict.py", "--model", str(model), str(text), home=tmp_path)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    last = r.stderr.splitlines()[-1]
+    assert last.startswith("error: ") and r.stderr.count("error") == 1
+    assert damaged.split(".")[0] in last, r.stderr
+
+
+def test_the_output_is_written_as_it_is_tagged(trained_model, tmp_path, monkeypatch):
+    """The file grows chunk by chunk: each chunk's lines (but the one whose end is not known
+    yet) are on disk before the next chunk is tagged."""
+    text = tmp_path / "in.txt"
+    text.write_text("".join(f"Patients {i} with myocardial infarction .\n" for i in range(7)))
+    out = tmp_path / "out.jsonl"
+    seen = []
+
+    def spy(*args, **kwargs):
+        seen.append(len(out.read_text().splitlines()) if out.exists() else 0)
+        return predict_chunk(*args, **kwargs)
+
+    predict_chunk = tagging.predict
+    monkeypatch.setattr(tagging, "CHUNK", 2)
+    monkeypatch.setattr(tagging, "predict", spy)
+    assert predict.main([str(text), "--model", str(trained_model[0]), "--out", str(out)]) == 0
+    assert len(seen) == 4 and all(b > a for a, b in zip(seen, seen[1:]))
+    assert len(out.read_text().splitlines()) == 7

@@ -6,6 +6,7 @@ from nerlab.conll import Sentence
 from nerlab.model import load_encoder, load_tokenizer
 from nerlab.synthetic import generate
 from nerlab.tokenize import IGNORE, cached_encode, encode
+from tests.conftest import run_script
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +106,40 @@ def test_byte_level_bpe_gets_a_prefix_space_per_word(tmp_path):
     firsts = [pieces[enc.word_ids(0).index(w)] for w in range(3)]
     assert all(p.startswith("Ġ") for p in firsts), pieces  # words are not glued together
     assert tok.tokenize("induced") == tok.tokenize(" induced")
+
+
+def test_a_damaged_cache_file_is_rebuilt_with_a_note(tokenizer, tmp_path, capsys):
+    sents = generate("ncbi_disease")["dev"]
+    first = cached_encode(sents, tokenizer, 32, tmp_path, fingerprint="abc")
+    (cached,) = tmp_path.glob("*.pt")
+    cached.write_bytes(cached.read_bytes()[:100])  # truncated: a disk filled up, a power loss
+    assert cached_encode(sents, tokenizer, 32, tmp_path, fingerprint="abc") == first
+    assert f"note: {cached} is damaged" in capsys.readouterr().out
+    assert cached_encode(sents, tokenizer, 32, tmp_path, fingerprint="abc") == first
+    assert "damaged" not in capsys.readouterr().out  # the rebuilt file is whole
+
+
+def test_a_damaged_tiny_tokenizer_is_trained_again_with_a_note(tmp_path, capsys):
+    texts = generate("linnaeus")["train"]
+    vocab = load_tokenizer("tiny", texts, tmp_path).get_vocab()
+    (saved,) = tmp_path.glob("tiny-tokenizer-*/tokenizer.json")
+    saved.write_text(saved.read_text()[:500])
+    again = load_tokenizer("tiny", texts, tmp_path).get_vocab()
+    assert len(again) == len(vocab) and len(set(again) & set(vocab)) > 0.9 * len(vocab)
+    assert f"note: {saved.parent} is damaged" in capsys.readouterr().out
+
+
+def test_a_sentence_past_the_models_length_is_windowed_without_a_warning(tmp_path):
+    """transformers warns of indexing errors for a sequence longer than the model's maximum;
+    encode windows it, so the warning would be false (a fresh process: it warns once)."""
+    code = (
+        "from nerlab.model import load_tokenizer; from nerlab.synthetic import generate\n"
+        "from nerlab.conll import Sentence; from nerlab.tokenize import encode\n"
+        f"t = load_tokenizer('tiny', generate('bc5cdr')['train'], {str(tmp_path)!r})\n"
+        "t.model_max_length = 16\n"
+        "s = generate('jnlpba')['dev'][0]\n"
+        "print(len(encode([Sentence(s.tokens * 20, s.tags * 20)], t, max_length=16)))\n"
+    )
+    r = run_script("-c", code, home=tmp_path)
+    assert r.returncode == 0 and int(r.stdout) > 1, r.stderr
+    assert r.stderr == ""

@@ -1,8 +1,9 @@
 """Proposers: given the state of the research, return the next experiment config.
 
-`claude` asks Claude through the Anthropic API (tool use); `optuna` searches offline (TPE).
-Both return a `Proposal`; the loop validates it, so a proposer's output only ever becomes a
-config file that passed the schema.
+`claude` asks Claude through the Anthropic API and `openai` any OpenAI-compatible server (both
+with tool use and one prompt: prompt.py); `optuna` searches offline (TPE). All return a
+`Proposal`; the loop validates it, so a proposer's output only ever becomes a config file that
+passed the schema. `factory.make_proposer` builds the one `agent_loop.py --agent` names.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from nerlab.errors import UserError
+
+PATIENCE_S = 6 * 3600  # how long an LLM proposer waits out rate limits and outages in all
+DEFAULT_REQUEST_TIMEOUT = 600.0  # one reply: a slow local model on a small GPU takes minutes
 
 
 @dataclass

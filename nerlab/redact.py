@@ -1,0 +1,20 @@
+"""Secrets (any `*_API_KEY`, `*_TOKEN`, `*_SECRET` in the environment) are read from the
+environment only: never passed to a Ray task, logged, or shown in an error."""
+
+from __future__ import annotations
+
+import os
+
+SECRET_SUFFIXES = ("_API_KEY", "_TOKEN", "_SECRET")
+
+
+def is_secret(name: str) -> bool:
+    return name.upper().endswith(SECRET_SUFFIXES)
+
+
+def redact(text: str) -> str:
+    """`text` with the value of every secret in the environment replaced."""
+    for name, value in os.environ.items():
+        if is_secret(name) and len(value) >= 4:  # a 1-3 character value would mangle any text
+            text = text.replace(value, "[redacted]")
+    return text
