@@ -14,8 +14,8 @@ import pytest
 
 from nerlab.results import read_results
 from tests.conftest import HANG_GUARD_S, ROOT
-from tests.ray_nodes import RayNode, ray_tmpdir, remove
 from tests.helpers import agent_loop, make_repo, trainers_of, wait_for
+from tests.ray_nodes import RayNode, ray_tmpdir, remove
 
 pytest.importorskip("ray", reason="Ray is optional: pip install -e '.[ray]'")
 pytestmark = pytest.mark.slow

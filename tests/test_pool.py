@@ -11,8 +11,8 @@ from nerlab.errors import UserError
 from nerlab.results import read_results
 from nerlab.runner import RunSpec
 from tests.conftest import HANG_GUARD_S, ROOT
-from tests.ray_nodes import RayNode, free_port, ray_tmpdir, remove
 from tests.helpers import agent_loop, make_repo
+from tests.ray_nodes import RayNode, free_port, ray_tmpdir, remove
 
 ray = pytest.importorskip("ray", reason="Ray is optional: pip install -e '.[ray]'")
 
