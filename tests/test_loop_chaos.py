@@ -49,11 +49,14 @@ REGIONS = {
 }
 
 
-def _read(proc: subprocess.Popen, lines: list[str], working: threading.Event) -> None:
+def _read(proc: subprocess.Popen, lines: list[str], working: threading.Event,
+          decided: threading.Event) -> None:  # fmt: skip
     for line in proc.stdout:
         lines.append(line)
         if line.startswith("["):
             working.set()
+        if "] keep:" in line or "] discard:" in line:
+            decided.set()
 
 
 def region(output: str) -> str:
@@ -93,15 +96,17 @@ def test_thirty_random_kills_then_every_invariant_holds(tmp_path, synthetic_home
         )  # fmt: skip
         lines: list[str] = []
         working = threading.Event()  # set once the loop runs experiments (start-up is slow)
-        reader = threading.Thread(target=_read, args=(proc, lines, working), daemon=True)
+        decided = threading.Event()  # and once it has made a decision
+        reader = threading.Thread(target=_read, args=(proc, lines, working, decided), daemon=True)
         reader.start()
-        if i % 5:  # 4 kills in 5 while experiments run, 1 in 5 during start-up and recovery
-            deadline = time.time() + HANG_GUARD_S
-            while not working.wait(0.2) and proc.poll() is None and time.time() < deadline:
-                pass
-            time.sleep(rng.uniform(0.0, 2.5))
-        else:
+        if i % 5 == 0:  # 1 kill in 5 during start-up and recovery
             time.sleep(rng.uniform(0.5, 4.0))
+        else:  # 1 in 5 right after a decision (recording, landing, proposing), 3 while training
+            event = decided if i % 5 == 1 else working
+            deadline = time.time() + HANG_GUARD_S
+            while not event.wait(0.2) and proc.poll() is None and time.time() < deadline:
+                pass
+            time.sleep(rng.uniform(0.0, 0.1) if i % 5 == 1 else rng.uniform(0.0, 2.5))
         assert proc.poll() is None, "".join(lines)  # the loop must still be running: a kill
         # (not SIGINT at start-up: during the imports, before any handler, Python prints a
         # KeyboardInterrupt traceback; nothing has started then)
