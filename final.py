@@ -41,7 +41,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="--export into an existing directory")
     p.add_argument("--license", default="other", help="the model card's license field")
     args = p.parse_args(argv)
-    signals.install()  # SIGTERM, SIGHUP: the seeds in flight stopped, as on Ctrl-C
     if args.export:
         check_target_dir(args.export, args.force)  # before hours of training, not after
     root = Path.cwd()
@@ -65,4 +64,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    signals.install()  # SIGTERM, SIGHUP: the seeds in flight stopped, as on Ctrl-C
     run_cli(main)

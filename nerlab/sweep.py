@@ -271,9 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     m.add_argument("--dry-run", action="store_true", help="print the runs left, run nothing")
     args = p.parse_args(argv)
-    signals.install()  # SIGTERM, SIGHUP: the runs in flight stopped, as on Ctrl-C
     return sweep(args)
 
 
 if __name__ == "__main__":
+    signals.install()  # SIGTERM, SIGHUP: the runs in flight stopped, as on Ctrl-C
     run_cli(main)
