@@ -13,9 +13,9 @@ in runs/<tag>/<n>.log. Stop with Ctrl-C at any time; rerun the same command to r
 from __future__ import annotations
 
 import argparse
-import signal
 from pathlib import Path
 
+from nerlab import signals
 from nerlab.agents import DEFAULT_REQUEST_TIMEOUT
 from nerlab.agents.factory import AGENTS, choose_agent, describe, make_proposer
 from nerlab.errors import UserError, run_cli
@@ -87,7 +87,7 @@ def main() -> int:
     agent, why = choose_agent(args.agent)
     if args.workers < 1 or args.gpus_per_run <= 0:
         raise UserError("--workers must be at least 1 and --gpus-per-run above 0")
-    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops as cleanly as Ctrl-C
+    signals.install()  # `kill` and a dropped ssh session stop as cleanly as Ctrl-C
     opts = LoopOptions(
         tag=args.tag,
         config=args.config,
@@ -106,10 +106,6 @@ def main() -> int:
     print(f"agent: {describe(loop.proposer)}: {why}", flush=True)
     loop.run()
     return 0
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from nerlab import signals
 from nerlab.errors import UserError, run_cli
 from nerlab.export import check_target_dir, export_model
 from nerlab.final import FinalEvaluation, FinalOptions, markdown
@@ -63,4 +64,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    signals.install()  # SIGTERM, SIGHUP: the seeds in flight stopped, as on Ctrl-C
     run_cli(main)

@@ -19,9 +19,15 @@ class DataMissing(UserError):
 
 
 def run_cli(main: Callable[[], int]) -> None:
-    """Run a script's main: a UserError becomes `error: ...` on stderr and exit code 1."""
+    """Run a script's main: a UserError becomes `error: ...` on stderr and exit code 1; an
+    interruption (nerlab.signals) one line and exit code 128 + its signal, as a shell's."""
+    from nerlab import signals
+
     try:
         sys.exit(main())
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
+    except KeyboardInterrupt as e:
+        print(str(e) or "interrupted (SIGINT)", file=sys.stderr)
+        sys.exit(signals.exit_code(e))

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from nerlab import policy, stats
+from nerlab import policy, signals, stats
 from nerlab.agents import Context, Proposal, Proposer
 from nerlab.config import ExperimentConfig, dump_config, load_config, parse_config_text
 from nerlab.context import corpora_text, proposer_context
@@ -113,15 +113,17 @@ class ResearchLoop:
                              self.say)  # fmt: skip
             self._shared_gpu_note(pool)
             self._drive(pool)
-        except KeyboardInterrupt:
-            self.say("interrupted: recording what was in flight")
+        except KeyboardInterrupt as e:  # SIGINT, SIGTERM, SIGHUP: nerlab.signals
             self.git.reopen()
             if pool is not None:
                 pool.close()
                 pool = None
+            reason = f"interrupted ({signals.name_of(e)})"
             for exp in list(self.in_flight.values()):
-                self.record(exp, RunOutcome("crash", reason="interrupted (Ctrl-C)"))
+                self.record(exp, RunOutcome("crash", reason=reason))
+            done = ", ".join(f"[{n}]" for n in sorted(self.in_flight))
             self.in_flight.clear()
+            raise signals.told(e, f"{done} recorded as crash" if done else "") from None
         finally:
             if pool is not None:
                 pool.close()  # rows of runs still in flight are written by the next start
@@ -182,7 +184,10 @@ class ResearchLoop:
         if found is None:
             return None
         proposal, cfg = found
-        text = f"# agent_loop.py ({self.proposer.name}) experiment {n}: {proposal.description}\n"
+        # one comment line whatever the description holds (a line break would inject YAML, a
+        # control character makes the file unreadable YAML)
+        note = visible(proposal.description)
+        text = f"# agent_loop.py ({self.proposer.name}) experiment {n}: {note}\n"
         exp = self._commit("experiment", proposal.description, text + dump_config(cfg), cfg,
                            proposal)  # fmt: skip
         self.say(f"[{n}] {exp.commit} {visible(proposal.description)}")

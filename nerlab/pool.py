@@ -1,7 +1,7 @@
 """Where runs execute: a few at a time, here (threads, each waiting on its train.py) or as Ray
-tasks (a local Ray instance or an existing cluster). Both take `RunSpec`s keyed by the caller's
-handle and give back outcomes in completion order; a run that fails in any way (crash, timeout,
-a Ray worker killed or lost) is a `crash` outcome, never an exception.
+tasks (a private local Ray instance, or the cluster the user named). Both take `RunSpec`s keyed
+by the caller's handle and give back outcomes in completion order; a run that fails in any way
+(crash, timeout, a Ray worker killed or lost) is a `crash` outcome, never an exception.
 
 Only the caller writes results: a pool runs train.py and leaves its output in the log path
 it was given (written here by the subprocess, or by the driver from what a Ray task returned).
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
@@ -21,6 +22,7 @@ from typing import Any, Protocol
 from nerlab.errors import UserError
 from nerlab.redact import is_secret
 from nerlab.runner import RunOutcome, RunSpec, kill_all, run_for_ray, run_train
+from nerlab.signals import kept_handlers
 
 RAY_GRACE = 120.0  # beyond a run's own timeout before the driver gives up on its Ray task
 
@@ -93,6 +95,40 @@ def task_env(local: bool) -> dict[str, str]:
     }
 
 
+def _start_ray(ray, named: str | None, workers: int) -> None:
+    """Join the cluster the user named (--ray-address, or RAY_ADDRESS in the environment), else
+    start a private instance: never one that happens to run on this machine (a left-over
+    `ray start`, another user's), whose resources and stability are not ours. No dashboard:
+    the loop does not use it. Ray's handlers for SIGTERM replace the caller's: put back."""
+    common = {"include_dashboard": False, "log_to_driver": False}
+    if named:
+        _check_reachable(named)
+    try:
+        with kept_handlers():
+            if named:
+                ray.init(address=named, **common)
+            else:
+                ray.init(address="local", num_cpus=max(os.cpu_count() or 1, workers), **common)
+    except Exception as e:  # ConnectionError, a refused address, ports taken, ...
+        what = f"join the Ray cluster at {named}" if named else "start a local Ray instance"
+        first = next((x.strip() for x in str(e).splitlines() if x.strip()), type(e).__name__)
+        raise UserError(f"could not {what}: {first[:300]}") from None
+
+
+def _check_reachable(address: str) -> None:
+    """Ray retries an address where nothing listens for many minutes: say so at once."""
+    host, sep, port = address.rpartition(":")
+    if "://" in address or not sep or not port.isdigit():
+        return  # `auto`, a ray:// client address: Ray resolves those itself
+    try:
+        socket.create_connection((host, int(port)), timeout=10).close()
+    except OSError as e:
+        raise UserError(
+            f"no Ray cluster answers at {address} ({e.strerror or e}): start it "
+            "(`ray start --head`) or correct --ray-address / RAY_ADDRESS"
+        ) from None
+
+
 class RayPool:
     """One Ray task per run: `gpus_per_run` GPUs each where the cluster has GPUs (a fraction
     packs several runs on one GPU), else one CPU. A local instance gets at least `workers` CPUs
@@ -106,14 +142,14 @@ class RayPool:
             raise UserError(msg) from None
         self.ray, self.workers = ray, workers
         self._started = not ray.is_initialized()
+        named = address or os.environ.get("RAY_ADDRESS")
         if self._started:
-            local = {} if address else {"num_cpus": max(os.cpu_count() or 1, workers)}
-            ray.init(address=address, include_dashboard=False, log_to_driver=False, **local)
+            _start_ray(ray, named, workers)
         gpus = ray.cluster_resources().get("GPU", 0)
         self.gpu = bool(gpus)
         options = {"num_gpus": gpus_per_run, "num_cpus": 1} if gpus else {"num_cpus": 1}
         self._task = ray.remote(run_for_ray).options(max_retries=0, **options)
-        self._env = task_env(local=not address)
+        self._env = task_env(local=not named)
         self._pending: dict[Any, tuple[Any, Path, float | None]] = {}  # ref -> key, log, deadline
         unit = f"{gpus_per_run:g} GPU" if gpus else "1 CPU"
         say(f"ray: {workers} workers, {unit} per run ({gpus:g} GPUs in the cluster)")

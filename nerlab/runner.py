@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -23,6 +24,7 @@ from nerlab.summary import parse_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_PY = ROOT / "train.py"
+CONFIG_ECHO_BYTES = 20_000  # of a config copied into a run's log
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ def run_train(spec: RunSpec, log_path: Path, env: dict | None = None) -> RunOutc
     """Run train.py on `spec`, its output (stdout and stderr) streamed into `log_path`.
     A timeout kills the whole process group; so does KeyboardInterrupt (then re-raised)."""
     log_path = Path(log_path)
-    with tempfile.TemporaryDirectory(prefix="ner-run-") as tmp:
+    with _temp_dir("ner-run-") as tmp:
         config = Path(tmp) / "config.yaml"
         config.write_text(spec.config_text)
         cmd = [sys.executable, spec.train_py, "--config", str(config)]
@@ -94,10 +96,41 @@ def run_train(spec: RunSpec, log_path: Path, env: dict | None = None) -> RunOutc
             cmd += ["--save-model", spec.save_model]
         with open(log_path, "w", encoding="utf-8") as out:
             out.write(f"$ {' '.join(cmd)}\n# config sha256: {config_hash(spec.config_text)}\n"
-                      f"# config\n{spec.config_text.rstrip()}\n# output\n")  # fmt: skip
+                      f"# config\n{echo(spec.config_text)}\n# output\n")  # fmt: skip
             out.flush()
             code = _wait(cmd, out, spec.timeout, env)
     return outcome_of(log_path.read_text(encoding="utf-8", errors="replace"), code, spec.timeout)
+
+
+def echo(config_text: str) -> str:
+    """The config as a run's log shows it: whole up to CONFIG_ECHO_BYTES, else cut at a line
+    end with what was left out (a 10 MB config is not copied into every log)."""
+    text = config_text.rstrip()
+    data = text.encode("utf-8")
+    if len(data) <= CONFIG_ECHO_BYTES:
+        return text
+    head = data[:CONFIG_ECHO_BYTES].decode("utf-8", errors="ignore").rsplit("\n", 1)[0]
+    return f"{head}\n... ({len(data) - len(head.encode('utf-8'))} more bytes)"
+
+
+def _temp_dir(prefix: str) -> tempfile.TemporaryDirectory:
+    """A temporary directory named after this process (`ner-run-p<pid>-...`), first removing
+    those of processes that are gone: a killed loop or Ray worker cannot clean up its own."""
+    for path in Path(tempfile.gettempdir()).glob("ner-*-p*-*"):
+        pid = path.name.split("-")[2][1:]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+    return tempfile.TemporaryDirectory(prefix=f"{prefix}p{os.getpid()}-")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
 
 
 def _wait(cmd: list[str], out, timeout: float | None, env: dict | None) -> int | None:
@@ -147,7 +180,7 @@ def run_for_ray(spec: RunSpec, env: dict[str, str]) -> tuple[RunOutcome, str]:
     text, which the driver writes. `env` is the driver's environment to carry over: a Ray
     worker's own does not hold the user's settings (NER_AR_HOME, HF_HOME, ...)."""
     merged = {**os.environ, **env}  # the worker's CUDA_VISIBLE_DEVICES stays Ray's choice
-    with tempfile.TemporaryDirectory(prefix="ner-task-") as tmp:
+    with _temp_dir("ner-task-") as tmp:
         log = Path(tmp) / "run.log"
         outcome = run_train(spec, log, merged)
         return outcome, log.read_text(encoding="utf-8", errors="replace")

@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from nerlab import policy
+from nerlab import policy, signals
 from nerlab.config import ExperimentConfig, dump_config, head_key, load_config, parse_config
 from nerlab.errors import UserError, run_cli
 from nerlab.pool import keep_running, make_pool
@@ -275,4 +275,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    signals.install()  # SIGTERM, SIGHUP: the runs in flight stopped, as on Ctrl-C
     run_cli(main)

@@ -320,7 +320,7 @@ def test_ctrl_c_during_the_baseline_records_it_and_exits_cleanly(repo, synthetic
     rows = read_results(repo / "results.tsv")
     assert rows["status"].tolist() == ["crash"]
     assert rows["role"].iloc[0] == "baseline"
-    assert rows["reason"].iloc[0] == "interrupted (Ctrl-C)"
+    assert rows["reason"].iloc[0] == "interrupted (SIGINT)"
     assert not git.Repo(repo).is_dirty()
     assert not trainers_of(repo)
 
