@@ -1,16 +1,33 @@
-# Two entry points for a fresh machine: `make demo` and `make test`.
+# Two entry points for a fresh machine: `make demo` and `make test`; `make lock` refreshes the lock.
 PY := .venv/bin/python
 PIP := .venv/bin/pip
+# The tested torch, installed by pip outside the lock: its wheel differs by platform and
+# accelerator (CPU, CUDA), and pip finds the right one; an unpinned torch would pull a multi-GB
+# CUDA build on CPU machines. Keep it equal to [tool.uv.dependency-metadata] in pyproject.toml.
+TORCH := torch==2.13.0
+LOCK := requirements.lock
+# `make lock` keeps every pin it can (new or changed dependencies only);
+# `make lock LOCK_FLAGS=--upgrade` moves everything to the newest allowed versions.
+LOCK_FLAGS :=
 
-.venv/installed: pyproject.toml
+.venv/installed: $(LOCK) pyproject.toml
+	rm -rf .venv
 	python3 -m venv .venv
 	$(PIP) install --quiet --upgrade pip
-	# The tested torch first: an unpinned torch would pull a multi-GB CUDA build on CPU machines.
-	$(PIP) install --quiet torch==2.13.0
-	$(PIP) install --quiet -e '.[dev,ray]'
+	# Exactly the lock: every version and hash fixed, nothing resolved here.
+	$(PIP) install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(PIP) install --quiet $(TORCH)
+	$(PIP) install --quiet --no-deps --no-build-isolation -e .
+	$(PIP) check
 	touch $@
 
 setup: .venv/installed
+
+lock: setup
+	echo "$(TORCH)" > .venv/torch-override.txt
+	.venv/bin/uv pip compile pyproject.toml --extra dev --extra ray --universal \
+	  --python-version 3.10 --generate-hashes --override .venv/torch-override.txt \
+	  --no-emit-package torch --custom-compile-command "make lock" $(LOCK_FLAGS) -o $(LOCK)
 
 demo: setup
 	$(PY) prepare_data.py --synthetic
@@ -21,4 +38,4 @@ test: setup
 	.venv/bin/ruff format --check .
 	.venv/bin/pytest -q
 
-.PHONY: setup demo test
+.PHONY: setup lock demo test

@@ -34,6 +34,7 @@ import torch
 
 from nerlab.budget import Progress, lr_factor
 from nerlab.config import ExperimentConfig, config_hash, dump_config, head_key, load_config
+from nerlab.environment import environment
 from nerlab.errors import UserError
 from nerlab.gitops import short_head
 from nerlab.metrics import Scores, score, write_predictions
@@ -266,6 +267,7 @@ def main() -> int:
         summary["repeats"] = cfg.repeats
         device = pick_device(args.device)
         summary["device"] = device.type
+        summary.update(environment(device))
         if device.type == "cuda":
             torch.set_float32_matmul_precision("high")  # TF32 matmuls
         summary.update(run(cfg, args, device))
@@ -282,6 +284,8 @@ def main() -> int:
     if "device" in summary and summary["status"] == "crash":
         summary["peak_memory_gb"] = peak_memory_gb(torch.device(summary["device"]))
     summary.setdefault("device", "")
+    for key, value in environment().items():  # a config error still names its environment
+        summary.setdefault(key, value)
     print(format_summary(summary), flush=True)
     if args.results:
         row = results_row(summary, commit=short_head(Path.cwd()), target=cfg.target if cfg else "",

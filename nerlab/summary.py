@@ -9,8 +9,11 @@ from __future__ import annotations
 KEYS = [
     "dev_f1", "dev_precision", "dev_recall", "dev_f1_std", "f1_seeds", "eval_split", "repeats",
     "train_seconds", "paused_seconds", "startup_seconds", "eval_seconds", "total_seconds", "steps",
-    "tokens_per_sec", "peak_memory_gb", "device", "status", "cause",
+    "tokens_per_sec", "peak_memory_gb", "device", "torch_version", "transformers_version",
+    "python_version", "gpu_name", "status", "cause",
 ]  # fmt: skip
+# torch_version ... gpu_name: what the numbers were computed with (nerlab.environment);
+# gpu_name is empty off CUDA.
 # `dev_*` keys keep their names when eval_split is test (a final report): eval_split says which.
 # f1_seeds: the F1 of each seed, comma-separated (dev_f1 is their mean).
 # paused_seconds: steps' time judged a pause (nerlab.budget), over all seeds, outside the budget.
@@ -22,7 +25,8 @@ def format_summary(values: dict) -> str:
     lines = ["---"]
     for key in KEYS + [k for k in values if k not in KEYS and k != "reason"]:
         v = values.get(key, "")
-        lines.append(f"{key + ':':<17} {v:.6f}" if isinstance(v, float) else f"{key + ':':<17} {v}")
+        line = f"{key + ':':<17} {v:.6f}" if isinstance(v, float) else f"{key + ':':<17} {v}"
+        lines.append(line.rstrip())
     if values.get("reason"):
         lines.append(f"{'reason:':<17} {values['reason']}")
     return "\n".join(lines)

@@ -44,7 +44,7 @@ def test_valid_config_and_defaults():
         ),
         (
             cfg_with(curriculum=[{"corpora": [], "fraction": 1}]),
-            "curriculum.0.corpora: List should have at least 1 item",
+            "curriculum.0.corpora: ",  # the rest is pydantic's text
         ),
         (
             cfg_with(curriculum=[{"corpora": ["bc2gm"], "fraction": 1}]),
@@ -52,14 +52,14 @@ def test_valid_config_and_defaults():
         ),
         (
             cfg_with(head={"kind": "lstm"}),
-            "head.kind: must be 'linear', 'mlp' or 'crf' (got 'lstm')",
+            ("head.kind: ", "(got 'lstm')"),  # between them, pydantic's text
         ),
         (
             cfg_with(optim={"schedule": "step"}),
-            "optim.schedule: must be 'cosine', 'linear' or 'constant_with_warmup'",
+            ("optim.schedule: ", "(got 'step')"),
         ),
         (cfg_with(budget={"seconds": 1, "steps": 2}), "budget: give exactly one of seconds"),
-        (cfg_with(optim={"lr": -1}), "optim.lr: Input should be greater than 0"),
+        (cfg_with(optim={"lr": -1}), "optim.lr: "),  # the rest is pydantic's text
         (
             cfg_with(curriculum=[{"corpora": ["ncbi_disease"], "fraction": 1, "ratios": [1, 2]}]),
             "ratios: one positive weight per corpus",
@@ -69,7 +69,8 @@ def test_valid_config_and_defaults():
 def test_config_errors_name_the_field(raw, message):
     with pytest.raises(UserError, match=None) as e:
         parse_config(raw).views()  # the schema, then the corpora against the store
-    assert message in str(e.value)
+    parts = (message,) if isinstance(message, str) else message
+    assert all(part in str(e.value) for part in parts)
 
 
 def test_fractions_within_tolerance():

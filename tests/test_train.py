@@ -1,11 +1,13 @@
 """train.py end to end (the real script, tiny model, steps budgets) and its curriculum logic."""
 
 import argparse
+import platform
 import statistics
 from collections import Counter
 
 import pytest
 import torch
+import transformers
 
 import train
 from nerlab.budget import Progress
@@ -26,6 +28,11 @@ def test_smoke_config_learns_and_reports(synthetic_home, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     s = parse_summary(r.stdout)
     assert set(KEYS) <= set(s) and s["status"] == "ok" and s["steps"] == "150"
+    assert (s["torch_version"], s["transformers_version"]) == (
+        torch.__version__,
+        transformers.__version__,
+    )
+    assert s["python_version"] == platform.python_version() and s["gpu_name"] == ""  # CPU
     assert s["eval_split"] == "dev" and s["f1_seeds"] == s["dev_f1"]  # one seed
     assert float(s["train_loss_end"]) < float(s["train_loss_start"]) / 5
     # A log (not a terminal): plain lines, one at step 10 (its loss is train_loss_start) and
@@ -65,6 +72,7 @@ def test_config_error_exits_before_any_model_loads(synthetic_home, tmp_path):
     assert r.returncode == 1 and s["status"] == "crash"
     assert "curriculum: stage fractions must sum to 1, got 0.4 + 0.7 = 1.1" in s["reason"]
     assert "target ncbi_disease" not in r.stdout  # nothing was loaded
+    assert s["torch_version"] == torch.__version__  # a crash names its environment too
     assert "Traceback" not in r.stdout + r.stderr
 
 
