@@ -20,6 +20,7 @@ from nerlab.gitops import PREFIX, parse_experiment
 from nerlab.ledger import Best
 from nerlab.loop import LoopOptions, ResearchLoop
 from nerlab.results import read_results
+from nerlab.signals import Interrupted
 from tests.conftest import HANG_GUARD_S, ROOT
 from tests.helpers import (
     BASE,
@@ -445,8 +446,9 @@ def test_an_edit_mid_loop_survives_keeps_and_ctrl_c(repo):
     def interrupt():
         raise KeyboardInterrupt
 
-    run_loop(repo, [0.07, 0.08], {0: lambda: program.write_text(edited), 2: interrupt},
-             max_experiments=5)  # fmt: skip
+    with pytest.raises(Interrupted, match=r"^interrupted \(SIGINT\)$"):
+        run_loop(repo, [0.07, 0.08], {0: lambda: program.write_text(edited), 2: interrupt},
+                 max_experiments=5)  # fmt: skip
     assert program.read_text() == edited
     r = git.Repo(repo)
     assert r.active_branch.name == "autoresearch/t" and r.is_dirty()
