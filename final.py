@@ -20,7 +20,7 @@ from pathlib import Path
 
 from nerlab import signals
 from nerlab.errors import UserError, run_cli
-from nerlab.export import check_target_dir, export_model
+from nerlab.export import check_exportable, check_target_dir, export_model
 from nerlab.final import FinalEvaluation, FinalOptions, markdown
 from nerlab.report import write_report
 
@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
             args.tag, root, args.seeds, args.config, args.results, args.workers, args.ray_address
         )
     )
+    if args.export:  # an unexportable head, said before hours of training
+        best = final.arms[-1]
+        check_exportable(best.config_text, final.seed_dir(best, 0).relative_to(root.resolve()))
     report = final.run()
     print(markdown(report))
     print(f"\nwrote {final.dir / 'final.json'} and {final.dir / 'final.md'}")

@@ -9,6 +9,7 @@ import yaml
 from nerlab.config import ExperimentConfig
 from nerlab.corpora import ALIASES, CORPORA
 from nerlab.final import TEST_NOTE, fmt_diff, fmt_points
+from nerlab.head_kinds import HEAD_KINDS
 from nerlab.model import TINY, TINY_SHAPE
 from nerlab.text import markdown as md
 
@@ -199,7 +200,7 @@ def _usage(meta: dict, export_dir: str) -> list[str]:
         'was trained and scored; `"simple"` also works but may cut an entity at a subword. '
         "The project's `predict.py` tags plain text (JSONL spans with character offsets) or "
         "CoNLL files with the same windowing as training"
-        + (" and the CRF's Viterbi decoding." if meta["head"] == "crf" else "."),
+        + (" and the CRF's Viterbi decoding." if HEAD_KINDS[meta["head"]].viterbi else "."),
         "",
     ]
 
@@ -239,7 +240,7 @@ def _limitations(cfg: ExperimentConfig, meta: dict) -> list[str]:
         "- English only; sentences longer than the window are split into windows without "
         "overlap, so an entity at a window edge can be cut.",
     ]
-    if meta["head"] == "crf":
+    if HEAD_KINDS[meta["head"]].viterbi:
         lines.append(
             "- This model was trained with a CRF head. The standard class holds its "
             "emission layer only: transformers decodes by argmax, not by the CRF's "

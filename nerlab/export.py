@@ -24,8 +24,9 @@ import torch
 from transformers import AutoConfig, AutoModelForTokenClassification
 
 from nerlab.card import model_card
-from nerlab.config import head_key
+from nerlab.config import head_key, parse_config_text
 from nerlab.errors import UserError
+from nerlab.head_kinds import EXPORTABLE, HEAD_KINDS
 from nerlab.modelio import HEAD, META, SavedTagger, load_tagger
 
 CARRIED = (META, HEAD)  # the project's files, copied next to the standard ones
@@ -40,12 +41,26 @@ def check_target_dir(out: Path, force: bool) -> None:
         raise UserError(f"--export {out}: exists and is not a directory")
 
 
+def check_exportable(config_text: str, seed_dir: Path) -> None:
+    """Refuse a best whose head no standard class holds (called before any training)."""
+    kind = parse_config_text(config_text).head.kind
+    if not HEAD_KINDS[kind].exportable:
+        raise UserError(
+            f"--export: the tag's best has an {kind} head, which no standard transformers class "
+            f"holds (only {' or '.join(EXPORTABLE)} heads export); run final.py without --export "
+            f"and tag text with `python predict.py --model {seed_dir}` (the project's own "
+            f"format), or continue the tag with the best config's `head.kind: linear` (an "
+            f"experiment the loop keeps) and export that"
+        )
+
+
 def export(saved_dir: Path, out: Path) -> SavedTagger:
     """Write the standard directory for the model saved in `saved_dir`; returns it loaded."""
     saved = load_tagger(saved_dir, torch.device("cpu"))
-    if saved.meta["head"] == "mlp":
+    kind = saved.meta["head"]
+    if not HEAD_KINDS[kind].exportable:
         raise UserError(
-            f"an mlp head has no equivalent in {_family(saved)}ForTokenClassification, so it "
+            f"an {kind} head has no equivalent in {_family(saved)}ForTokenClassification, so it "
             f"cannot be exported in the standard format; predict.py reads the saved model "
             f"{saved_dir} as it is"
         )

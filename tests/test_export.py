@@ -7,20 +7,26 @@ import json
 import subprocess
 import sys
 
+import git
 import pytest
 import torch
+import yaml
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
+import final
 from nerlab.config import parse_config_text
 from nerlab.conll import to_iob2
 from nerlab.corpora import View
 from nerlab.errors import UserError
 from nerlab.export import check_target_dir, export
+from nerlab.gitops import RunBranch
 from nerlab.metrics import read_predictions
 from nerlab.model import tiny_encoder, tiny_tokenizer
 from nerlab.modelio import load_tagger, save_tagger
+from nerlab.results import append_row
 from nerlab.store import Store
 from nerlab.training import Tagger, tokenizer_texts
+from tests.helpers import FINAL_BASE, make_repo
 
 VIEW = View("ncbi_disease", "ncbi_disease", ("Disease",))
 
@@ -106,6 +112,26 @@ def test_mlp_head_is_refused(tmp_path, synthetic_home, monkeypatch):
     saved_dir = untrained("mlp", tmp_path, synthetic_home, monkeypatch)
     with pytest.raises(UserError, match="mlp head has no equivalent in ModernBertForToken"):
         export(saved_dir, tmp_path / "hf")
+    assert not (tmp_path / "hf").exists()
+
+
+def test_an_mlp_best_is_refused_before_any_training(tmp_path, synthetic_home, monkeypatch):
+    monkeypatch.setenv("NER_AR_HOME", str(synthetic_home))
+    repo = make_repo(tmp_path / "proj", fake_train=False)
+    monkeypatch.chdir(repo)
+    branch = RunBranch(repo, "t")
+    branch.checkout()
+    path = repo / "configs" / "current.yaml"
+    text = yaml.safe_dump({**FINAL_BASE, "head": {"kind": "mlp"}})
+    commit = branch.experiment_commit(1, path, text, "baseline", branch.tip().hexsha, "baseline")
+    branch.land(1, commit, path, text, "baseline", "baseline")
+    row = {"commit": commit, "target": "ncbi_disease", "dev_f1": "0.5", "status": "keep"}
+    append_row(repo / "results.tsv", {**row, "description": "baseline", "tag": "t", "n": 1})
+    git.Repo(repo).git.checkout("main")
+    with pytest.raises(UserError, match="mlp head.*predict.py --model runs/t/final/") as e:
+        final.main(["--tag", "t", "--seeds", "1", "--export", str(tmp_path / "hf")])
+    assert "head.kind: linear" in str(e.value)  # what the user can do instead
+    assert not (repo / "runs" / "t" / "final").exists()  # no seed started
     assert not (tmp_path / "hf").exists()
 
 
