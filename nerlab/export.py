@@ -25,9 +25,11 @@ from transformers import AutoConfig, AutoModelForTokenClassification
 
 from nerlab.card import model_card
 from nerlab.config import head_key, parse_config_text
+from nerlab.environment import of_summary
 from nerlab.errors import UserError
 from nerlab.head_kinds import EXPORTABLE, HEAD_KINDS
 from nerlab.modelio import HEAD, META, SavedTagger, load_tagger
+from nerlab.summary import parse_summary
 
 CARRIED = (META, HEAD)  # the project's files, copied next to the standard ones
 
@@ -80,13 +82,23 @@ def export_model(seed_dir: Path, out: Path, report: dict, license_id: str = "oth
     """`final.py --export`: the standard directory plus its model card; returns a summary line."""
     saved = export(seed_dir, out)
     manifest = saved.cfg.store().manifest()
-    card = model_card(report, saved.meta, saved.cfg, manifest, str(out), license_id)
+    model_type = saved.model.encoder.config.model_type
+    card = model_card(
+        report, saved.meta, saved.cfg, manifest, str(out), license_id, model_type, _env(seed_dir)
+    )
     (Path(out) / "README.md").write_text(card)
     meta = saved.meta
     return (
         f"exported seed {meta['seed']} of {meta['target']} ({meta['head']} head) to {out}: "
         f"{_family(saved)}ForTokenClassification, tokenizer, model card README.md"
     )
+
+
+def _env(seed_dir: Path) -> dict:
+    """The seed's versions, from its run's summary block (final.py keeps it as seed<s>.log)."""
+    log = Path(seed_dir).with_suffix(".log")
+    summary = parse_summary(log.read_text(errors="replace")) if log.is_file() else None
+    return of_summary(summary or {})
 
 
 def standard_model(saved: SavedTagger):
