@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=1, help="runs at a time (>1: Ray)")
     p.add_argument("--ray-address", help="an existing Ray cluster, e.g. auto")
     p.add_argument("--export", type=Path, metavar="DIR", help="write the winning model here")
-    p.add_argument("--force", action="store_true", help="--export into an existing directory")
+    p.add_argument("--force", action="store_true", help="--export: replace an existing directory")
     p.add_argument("--license", default="other", help="the model card's license field")
     args = p.parse_args(argv)
     if args.export:

@@ -18,6 +18,7 @@ How each head maps onto the standard class:
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 
 import torch
@@ -79,19 +80,59 @@ def export(saved_dir: Path, out: Path) -> SavedTagger:
 
 
 def export_model(seed_dir: Path, out: Path, report: dict, license_id: str = "other") -> str:
-    """`final.py --export`: the standard directory plus its model card; returns a summary line."""
-    saved = export(seed_dir, out)
-    manifest = saved.cfg.store().manifest()
-    model_type = saved.model.encoder.config.model_type
-    card = model_card(
-        report, saved.meta, saved.cfg, manifest, str(out), license_id, model_type, _env(seed_dir)
-    )
-    (Path(out) / "README.md").write_text(card)
+    """`final.py --export`: the standard directory plus its model card, written beside `out`
+    and swapped in whole (a failure leaves the old `out` as it was); returns a summary line."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        saved = export(seed_dir, staging)
+        manifest = saved.cfg.store().manifest()
+        model_type = saved.model.encoder.config.model_type
+        card = model_card(
+            report,
+            saved.meta,
+            saved.cfg,
+            manifest,
+            str(out),
+            license_id,
+            model_type,
+            _env(seed_dir),
+        )
+        (staging / "README.md").write_text(card)
+        _readable(staging)
+        _swap(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # gone when swapped in
     meta = saved.meta
     return (
         f"exported seed {meta['seed']} of {meta['target']} ({meta['head']} head) to {out}: "
         f"{_family(saved)}ForTokenClassification, tokenizer, model card README.md"
     )
+
+
+def _readable(root: Path) -> None:
+    """0755 directories and 0644 files: libraries' temporary files are private (0600)."""
+    root.chmod(0o755)
+    for path in root.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def _swap(new: Path, out: Path) -> None:
+    """`new` becomes `out`; an old `out` is moved aside first and deleted once `new` is in."""
+    if not out.exists():
+        new.rename(out)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+    try:
+        out.rename(old / out.name)
+        try:
+            new.rename(out)
+        except OSError:
+            (old / out.name).rename(out)  # put the old export back
+            raise
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _env(seed_dir: Path) -> dict:

@@ -3,7 +3,10 @@ project code and predicts exactly what train.py predicted (linear head)."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import stat
 import subprocess
 import sys
 
@@ -14,11 +17,12 @@ import yaml
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
 import final
+from nerlab import export as export_module
 from nerlab.config import parse_config_text
 from nerlab.conll import to_iob2
 from nerlab.corpora import View
 from nerlab.errors import UserError
-from nerlab.export import check_target_dir, export
+from nerlab.export import check_target_dir, export, export_model
 from nerlab.gitops import RunBranch
 from nerlab.metrics import read_predictions
 from nerlab.model import tiny_encoder, tiny_tokenizer
@@ -141,6 +145,49 @@ def test_existing_export_directory_is_refused_without_force(tmp_path):
         check_target_dir(tmp_path / "out", force=False)
     check_target_dir(tmp_path / "out", force=True)
     check_target_dir(tmp_path / "new", force=False)
+
+
+REPORT = {"tag": "t", "seeds": [0], "hardware": "CPU", "best_is_baseline": True,
+          "baseline": {"n": 1, "commit": "abc1234", "description": "baseline", "seeds": []},
+          "difference": None}  # fmt: skip
+
+
+def test_export_is_readable_and_force_replaces_the_directory(
+    trained_model, synthetic_home, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("NER_AR_HOME", str(synthetic_home))
+    out = tmp_path / "models" / "hf"
+    out.mkdir(parents=True)
+    (out / "stale.bin").write_text("from an older export")
+    umask = os.umask(0o077)  # a private umask: the export is still readable by others
+    try:
+        export_model(trained_model[0], out, REPORT)
+    finally:
+        os.umask(umask)
+    assert not (out / "stale.bin").exists() and (out / "README.md").is_file()
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in [out, *out.rglob("*")]}
+    assert modes["hf"] == 0o755 and modes["model.safetensors"] == 0o644
+    assert set(modes.values()) == {0o755, 0o644}
+    assert [p.name for p in out.parent.iterdir()] == ["hf"]  # nothing left beside it
+
+
+def test_a_failed_export_leaves_the_old_directory_whole(
+    trained_model, synthetic_home, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("NER_AR_HOME", str(synthetic_home))
+    out = tmp_path / "hf"
+    out.mkdir()
+    (out / "README.md").write_text("the previous export")
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(export_module, "model_card", disk_full)
+    with pytest.raises(OSError):
+        export_model(trained_model[0], out, REPORT)
+    assert [p.name for p in out.iterdir()] == ["README.md"]
+    assert (out / "README.md").read_text() == "the previous export"
+    assert [p.name for p in tmp_path.iterdir()] == ["hf"]  # no partial directory
 
 
 def test_not_a_saved_model_is_a_clear_error(tmp_path):
