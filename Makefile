@@ -9,6 +9,8 @@ LOCK := requirements.lock
 # `make lock` keeps every pin it can (new or changed dependencies only);
 # `make lock LOCK_FLAGS=--upgrade` moves everything to the newest allowed versions.
 LOCK_FLAGS :=
+# e.g. https://download.pytorch.org/whl/cpu: the CPU build of the same torch on a CPU-only Linux
+TORCH_INDEX :=
 
 .venv/installed: $(LOCK) pyproject.toml
 	rm -rf .venv
@@ -16,17 +18,23 @@ LOCK_FLAGS :=
 	$(PIP) install --quiet --upgrade pip
 	# Exactly the lock: every version and hash fixed, nothing resolved here.
 	$(PIP) install --quiet --require-hashes --no-deps -r $(LOCK)
-	$(PIP) install --quiet $(TORCH)
+	$(PIP) install --quiet $(TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PIP) install --quiet --no-deps --no-build-isolation -e .
 	$(PIP) check
 	touch $@
 
 setup: .venv/installed
 
-lock: setup
-	echo "$(TORCH)" > .venv/torch-override.txt
-	.venv/bin/uv pip compile pyproject.toml --extra dev --extra ray --universal \
-	  --python-version 3.10 --generate-hashes --override .venv/torch-override.txt \
+# uv in a venv of its own: the project's venv may not install until the lock is refreshed
+UV := .venv-lock/bin/uv
+$(UV):
+	python3 -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet uv==0.13.9
+
+lock: $(UV)
+	echo "$(TORCH)" > .venv-lock/torch-override.txt
+	$(UV) pip compile pyproject.toml --extra dev --extra ray --universal \
+	  --python-version 3.10 --generate-hashes --override .venv-lock/torch-override.txt \
 	  --no-emit-package torch --custom-compile-command "make lock" $(LOCK_FLAGS) -o $(LOCK)
 
 demo: setup

@@ -16,12 +16,15 @@ directory that transformers loads (AutoModelForTokenClassification, pipeline) wi
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 
 from nerlab import signals
 from nerlab.errors import UserError, run_cli
 from nerlab.export import check_exportable, check_target_dir, export_model
-from nerlab.final import FinalEvaluation, FinalOptions, markdown
+from nerlab.final import FinalEvaluation, FinalOptions, markdown, missing_seeds
+from nerlab.gitops import RunBranch
 from nerlab.report import write_report
 
 
@@ -41,28 +44,36 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="--export: replace an existing directory")
     p.add_argument("--license", default="other", help="the model card's license field")
     args = p.parse_args(argv)
-    if args.export:
-        check_target_dir(args.export, args.force)  # before hours of training, not after
-    root = Path.cwd()
+    here = Path.cwd()  # paths given are the user's, from where they stand
+    root = RunBranch(here, args.tag).root  # train.py, runs/ and results.tsv: the loop's
+    config = here / args.config if args.config else None
+    export = here / args.export if args.export else None
+    if export:
+        check_target_dir(export, args.force)  # before hours of training, not after
     final = FinalEvaluation(
         FinalOptions(
-            args.tag, root, args.seeds, args.config, args.results, args.workers, args.ray_address
+            args.tag, root, args.seeds, config, args.results, args.workers, args.ray_address
         )
     )
-    if args.export:  # an unexportable head, said before hours of training
+    if export:  # an unexportable head, said before hours of training
         best = final.arms[-1]
-        check_exportable(best.config_text, final.seed_dir(best, 0).relative_to(root.resolve()))
+        check_exportable(best.config_text, Path(os.path.relpath(final.seed_dir(best, 0), here)))
     report = final.run()
     print(markdown(report))
     print(f"\nwrote {final.dir / 'final.json'} and {final.dir / 'final.md'}")
     try:  # the night's page, now with the final test in its headline
         page = final.dir / "report.html"
-        write_report(root, args.tag, args.results, args.config, Path("matrix.tsv"), page)
+        write_report(root, args.tag, args.results, config, Path("matrix.tsv"), page)
         print(f"wrote {page}")
     except UserError as e:
         print(f"note: no report.html: {e}")
-    if args.export:
-        print(export_model(final.best_seed_dir(), args.export, report, args.license))
+    if export:
+        print(export_model(final.best_seed_dir(), export, report, args.license))
+    missing = missing_seeds(report)
+    if missing:  # `final.py && publish` must stop: the report is not the one asked for
+        print(f"error: incomplete: {'; '.join(missing)} did not finish (see final.md); "
+              "rerun the same command to train them", file=sys.stderr)  # fmt: skip
+        return 1
     return 0
 
 

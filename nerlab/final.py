@@ -29,6 +29,7 @@ from git import GitCommandError
 from nerlab import policy
 from nerlab.config import parse_config_text
 from nerlab.errors import UserError
+from nerlab.files import write_atomic
 from nerlab.gitops import RunBranch, parse_experiment
 from nerlab.ledger import Ledger
 from nerlab.metrics import Scores, score, write_predictions
@@ -162,7 +163,13 @@ class FinalEvaluation:
 
     def _load_scores(self, arm: Arm, seed: int) -> SeedResult | None:
         path = self.seed_dir(arm, seed) / "scores.json"
-        return SeedResult(**json.loads(path.read_text())) if path.exists() else None
+        if not path.exists():
+            return None
+        try:
+            return SeedResult(**json.loads(path.read_text()))
+        except (ValueError, TypeError):  # torn by an older version's kill: score it again
+            self.say(f"note: {path} is damaged: that seed is trained again")
+            return None
 
     def _train(self, todo: list[tuple[Arm, int]]) -> None:
         self.say(f"final: {len(todo)} runs to train ({self.opts.seeds} seeds per config)")
@@ -198,7 +205,7 @@ class FinalEvaluation:
             self.results[arm.commit][seed] = SeedResult(seed, "crash", outcome.reason)
             return
         path = self.seed_dir(arm, seed) / "scores.json"
-        path.write_text(json.dumps(asdict(result), indent=2) + "\n")
+        write_atomic(path, json.dumps(asdict(result), indent=2) + "\n")
         self.results[arm.commit][seed] = result
         check = "" if result.dev_check == "ok" else f" | DEV CHECK: {result.dev_check}"
         self.say(f"{label} dev {result.dev['f1']:.4f} | test {result.test['f1']:.4f}{check}")
@@ -231,6 +238,18 @@ class FinalEvaluation:
             )
         top = max(done, key=lambda r: (r.dev["f1"], -r.seed))
         return self.seed_dir(arm, top.seed)
+
+
+def missing_seeds(report: dict) -> list[str]:
+    """`baseline seeds 1, 2` for each config whose requested seeds did not all finish."""
+    out = []
+    for role in ("baseline", "best"):
+        if role in report:
+            done = {s["seed"] for s in report[role]["seeds"] if s["status"] == "ok"}
+            missing = [str(s) for s in report["seeds"] if s not in done]
+            if missing:
+                out.append(f"{role} seed{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+    return out
 
 
 def run_timeout(config_text: str) -> float:
@@ -329,8 +348,8 @@ def difference(best: dict, base: dict) -> dict | None:
 
 def write_report(run_dir: Path, report: dict) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "final.json").write_text(json.dumps(report, indent=2) + "\n")
-    (run_dir / "final.md").write_text(markdown(report) + "\n")
+    write_atomic(run_dir / "final.json", json.dumps(report, indent=2) + "\n")
+    write_atomic(run_dir / "final.md", markdown(report) + "\n")
 
 
 def fmt_points(stats: dict | None, split: str) -> str:

@@ -33,6 +33,7 @@ from nerlab.analysis import (
 )
 from nerlab.config import ExperimentConfig, dump_config
 from nerlab.errors import UserError
+from nerlab.files import write_atomic
 from nerlab.final import fmt_diff, fmt_points
 from nerlab.gitops import RunBranch
 from nerlab.plots import plot_matrix, plt, progress_figure
@@ -64,9 +65,7 @@ def write_report(
     """`config`: default, the file the tag's loop edited (its commits say)."""
     root = Path(root).resolve()
     page = render(root, tag, root / results, config, root / matrix)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page, encoding="utf-8")
+    write_atomic(out, page)  # the page a browser may be reading
 
 
 def render(root: Path, tag: str, results: Path, config: Path | None, matrix: Path) -> str:

@@ -82,7 +82,7 @@ def repo(tmp_path, synthetic_home, monkeypatch):
 def test_final_crash_resume_and_export(repo, monkeypatch, capsys):
     make_tag(repo, "t", [("baseline", None, "keep", 0.5), ("lr 0.02", 0.02, "discard", 0.4)])
     monkeypatch.setenv("CRASH_SEED", "1")
-    assert final.main(["--tag", "t", "--seeds", "2"]) == 0
+    assert final.main(["--tag", "t", "--seeds", "2"]) == 1  # written, but incomplete
     report = json.loads((repo / "runs" / "t" / "final.json").read_text())
     base = report["baseline"]
     assert report["best_is_baseline"] and "best" not in report and report["difference"] is None
@@ -90,8 +90,10 @@ def test_final_crash_resume_and_export(repo, monkeypatch, capsys):
     assert base["seeds"][1] == {**base["seeds"][1], "status": "crash", "reason": "injected crash"}
     assert base["dev_checks_failed"] == []  # the saved model rescored = the run's own dev F1
     assert 0 < base["test"]["f1"] <= 1 and set(base["test"]["per_type"]) == {"Disease"}
-    text = capsys.readouterr().out
+    captured = capsys.readouterr()
+    text = captured.out
     assert "test split is used here and nowhere else" in text and "injected crash" in text
+    assert "incomplete: baseline seed 1 did not finish" in captured.err
     assert "The best is the baseline: no experiment beat it" in text
     done = repo / "runs" / "t" / "final" / base["commit"] / "seed0" / "scores.json"
     stamp = done.stat().st_mtime_ns
@@ -115,6 +117,27 @@ def test_final_crash_resume_and_export(repo, monkeypatch, capsys):
 
     with pytest.raises(UserError, match="already exists"):  # before any training
         final.main(["--tag", "t", "--seeds", "3", "--export", str(out)])
+
+
+def test_final_from_a_subdirectory_uses_the_repository_and_a_torn_score_is_redone(
+    repo, monkeypatch, capsys
+):
+    """Run from docs/: train.py and runs/ are the repository's, --export is where the user
+    stands; a scores.json torn by a kill (older versions wrote it in place) is trained again."""
+    make_tag(repo, "t", [("baseline", None, "keep", 0.5)])
+    (repo / "docs").mkdir()
+    monkeypatch.chdir(repo / "docs")
+    assert final.main(["--tag", "t", "--seeds", "1", "--export", "model"]) == 0
+    assert not (repo / "docs" / "runs").exists() and (repo / "runs" / "t" / "final.json").exists()
+    assert (repo / "docs" / "model" / "config.json").exists()
+    commit = json.loads((repo / "runs" / "t" / "final.json").read_text())["baseline"]["commit"]
+    scores = repo / "runs" / "t" / "final" / commit / "seed0" / "scores.json"
+    scores.write_text(scores.read_text()[:40])  # torn
+    capsys.readouterr()
+    assert final.main(["--tag", "t", "--seeds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "is damaged: that seed is trained again" in out and "final: 1 runs to train" in out
+    assert json.loads(scores.read_text())["status"] == "ok"
 
 
 def seed(s: int, dev: float, test: float) -> SeedResult:
