@@ -16,12 +16,13 @@ directory that transformers loads (AutoModelForTokenClassification, pipeline) wi
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from nerlab import signals
 from nerlab.errors import UserError, run_cli
-from nerlab.export import check_target_dir, export_model
+from nerlab.export import check_exportable, check_target_dir, export_model
 from nerlab.final import FinalEvaluation, FinalOptions, markdown, missing_seeds
 from nerlab.gitops import RunBranch
 from nerlab.report import write_report
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=1, help="runs at a time (>1: Ray)")
     p.add_argument("--ray-address", help="an existing Ray cluster, e.g. auto")
     p.add_argument("--export", type=Path, metavar="DIR", help="write the winning model here")
-    p.add_argument("--force", action="store_true", help="--export into an existing directory")
+    p.add_argument("--force", action="store_true", help="--export: replace an existing directory")
     p.add_argument("--license", default="other", help="the model card's license field")
     args = p.parse_args(argv)
     here = Path.cwd()  # paths given are the user's, from where they stand
@@ -54,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
             args.tag, root, args.seeds, config, args.results, args.workers, args.ray_address
         )
     )
+    if export:  # an unexportable head, said before hours of training
+        best = final.arms[-1]
+        check_exportable(best.config_text, Path(os.path.relpath(final.seed_dir(best, 0), here)))
     report = final.run()
     print(markdown(report))
     print(f"\nwrote {final.dir / 'final.json'} and {final.dir / 'final.md'}")

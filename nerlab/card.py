@@ -4,13 +4,20 @@ that says what was trained, on what, how well against the baseline, and how to r
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import yaml
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
 
 from nerlab.config import ExperimentConfig
 from nerlab.corpora import ALIASES, CORPORA
 from nerlab.final import TEST_NOTE, fmt_diff, fmt_points
+from nerlab.head_kinds import HEAD_KINDS
 from nerlab.model import TINY, TINY_SHAPE
 from nerlab.text import markdown as md
+
+LICENSE_NAME = "unspecified"  # the hub asks for a name with `license: other`
 
 
 def model_card(
@@ -20,29 +27,40 @@ def model_card(
     manifest: dict,
     export_dir: str,
     license_id: str = "other",
+    model_type: str = "",
+    environment: dict | None = None,
 ) -> str:
-    """README.md text for the exported best-dev seed of `report["best"]` (or the baseline)."""
+    """README.md text for the exported best-dev seed of `report["best"]` (or the baseline);
+    `model_type` is the encoder config's, `environment` the seed's (nerlab.environment)."""
     best = report.get("best") or report["baseline"]
     return (
         "---\n"
         + yaml.safe_dump(
-            front_matter(report, best, meta, cfg, manifest, license_id), sort_keys=False
+            front_matter(report, best, meta, cfg, manifest, license_id, model_type),
+            sort_keys=False,
         )
         + "---\n\n"
-        + body(report, best, meta, cfg, manifest, export_dir)
+        + body(report, best, meta, cfg, manifest, export_dir, environment or {})
     )
 
 
 def front_matter(
-    report: dict, best: dict, meta: dict, cfg: ExperimentConfig, manifest: dict, license_id: str
+    report: dict,
+    best: dict,
+    meta: dict,
+    cfg: ExperimentConfig,
+    manifest: dict,
+    license_id: str,
+    model_type: str,
 ) -> dict:
-    datasets = [CORPORA[c].hub.repo for c in _corpora(cfg, meta) if _hub(c, manifest)]
+    datasets = [_hub_repo(c, manifest) for c in _corpora(cfg, meta) if _hub_repo(c, manifest)]
     out: dict = {}
-    if cfg.model != TINY:
+    if hub_model(cfg.model):
         out["base_model"] = cfg.model
+    out |= {"language": ["en"], "license": license_id}
+    if license_id == "other":
+        out["license_name"] = LICENSE_NAME
     out |= {
-        "language": ["en"],
-        "license": license_id,
         "library_name": "transformers",
         "pipeline_tag": "token-classification",
         "tags": [
@@ -50,15 +68,20 @@ def front_matter(
             "ner",
             "biomedical",
             "ner-autoresearch",
-            *([] if cfg.model == TINY else ["modernbert"]),
+            *([model_type] if model_type else []),
         ],
     }
     if datasets:
         out["datasets"] = datasets
-    test = best.get("test")
-    if test:
-        name = f"{meta['target']} ({manifest.get(meta['corpus'], {}).get('source', 'local')})"
-        dataset = {"name": name, "type": _dataset_id(meta["corpus"], manifest), "split": "test"}
+    test = exported_test(best, meta)
+    if test and cfg.data != "synthetic":  # generated sentences are no benchmark to claim
+        corpus = meta["corpus"]
+        repo = _hub_repo(corpus, manifest)
+        dataset = {
+            "name": meta["target"] if repo else f"{meta['target']} (local CoNLL files)",
+            "type": repo or corpus,
+            "split": "test",
+        }
         metrics = [
             {"type": "f1", "value": round(test["f1"], 4), "name": "test F1 (entity, strict)"},
             {"type": "precision", "value": round(test["precision"], 4), "name": "test precision"},
@@ -79,22 +102,41 @@ def front_matter(
     return out
 
 
+def exported_test(best: dict, meta: dict) -> dict | None:
+    """The exported seed's own test scores (the card's model-index), if it finished."""
+    for s in best.get("seeds", []):
+        if s["seed"] == meta["seed"] and s.get("status") == "ok" and s.get("test"):
+            return s["test"]
+    return None
+
+
+def hub_model(model: str) -> bool:
+    """A hub id, not `tiny` and not a local directory (whose path means nothing elsewhere)."""
+    if model == TINY or Path(model).expanduser().exists():
+        return False
+    try:
+        validate_repo_id(model)
+    except HFValidationError:
+        return False
+    return True
+
+
 def body(
-    report: dict, best: dict, meta: dict, cfg: ExperimentConfig, manifest: dict, export_dir: str
+    report: dict,
+    best: dict,
+    meta: dict,
+    cfg: ExperimentConfig,
+    manifest: dict,
+    export_dir: str,
+    environment: dict,
 ) -> str:
     base = report["baseline"]
     types = ", ".join(meta["types"])
-    encoder = (
-        f"a randomly initialised small ModernBERT ({_shape()}) with a WordPiece tokenizer "
-        "trained on the prepared corpora (a test model, not a pretrained encoder)"
-        if cfg.model == TINY
-        else f"`{cfg.model}`"
-    )
     lines = [
         f"# ner-autoresearch `{report['tag']}`: {meta['target']} ({types})",
         "",
         f"A token classifier for **{types}** mentions (IOB2 tags: {', '.join(meta['labels'])}), "
-        f"fine-tuned from {encoder}, by an autonomous experiment loop (ner-autoresearch): "
+        f"fine-tuned from {_encoder(cfg)}, by an autonomous experiment loop (ner-autoresearch): "
         f"each experiment changed one training config, was trained under a fixed budget, and was "
         f"kept only if its dev F1 beat the best so far beyond seed noise.",
         "",
@@ -112,24 +154,47 @@ def body(
         lines += ["", f"Test F1 difference, best − baseline: {fmt_diff(report['difference'])}."]
     else:
         lines += ["", "No experiment beat the baseline: this is the baseline config."]
-    lines += [
-        "",
-        f"The weights here are seed {meta['seed']}, the seed with the best **dev** F1 "
-        f"({100 * meta['eval_f1']:.2f}); the test F1 above is the mean over all seeds, not this "
-        "seed's.",
-        "",
-    ]
+    lines += ["", _this_seed(best, meta), ""]
     per_type = best.get("test", {}).get("per_type", {})
     if per_type:
-        lines += ["| entity type | test F1 |", "|---|---:|"]
+        lines += ["| entity type | mean test F1 over seeds |", "|---|---:|"]
         lines += [f"| {t} | {100 * v:.2f} |" for t, v in per_type.items()]
         lines.append("")
-    lines += _training(cfg, report, best)
+    lines += _training(cfg, report, best, environment)
     lines += _data(cfg, meta, manifest)
     lines += _usage(meta, export_dir)
     lines += _reproduce(report, best, cfg, meta)
     lines += _limitations(cfg, meta)
     return "\n".join(lines) + "\n"
+
+
+def _encoder(cfg: ExperimentConfig) -> str:
+    if cfg.model == TINY:
+        return (
+            f"a randomly initialised small ModernBERT ({_shape()}) with a WordPiece tokenizer "
+            "trained on the prepared corpora (a test model, not a pretrained encoder)"
+        )
+    if hub_model(cfg.model):
+        return f"`{cfg.model}`"
+    return (
+        f"a local model directory (`{Path(cfg.model).name}`; not a hub id, so the card names "
+        "no `base_model`)"
+    )
+
+
+def _this_seed(best: dict, meta: dict) -> str:
+    text = (
+        f"The weights here are seed {meta['seed']}, the seed with the best **dev** F1 "
+        f"({100 * meta['eval_f1']:.2f}); "
+    )
+    test = exported_test(best, meta)
+    if test is None:
+        return text + "the test F1 above is the mean over all seeds, not this seed's."
+    return text + (
+        f"this seed's own test F1 is {100 * test['f1']:.2f} (precision "
+        f"{100 * test['precision']:.2f}, recall {100 * test['recall']:.2f}); the table gives the "
+        "mean over all seeds."
+    )
 
 
 def _row(name: str, arm: dict) -> str:
@@ -139,7 +204,7 @@ def _row(name: str, arm: dict) -> str:
     return f"| {name} | {fmt_points(arm, 'dev')} | {fmt_points(arm, 'test')} | {p} | {r} |"
 
 
-def _training(cfg: ExperimentConfig, report: dict, best: dict) -> list[str]:
+def _training(cfg: ExperimentConfig, report: dict, best: dict, environment: dict) -> list[str]:
     budget = (
         f"{cfg.budget.steps} optimisation steps"
         if cfg.budget.steps
@@ -169,7 +234,24 @@ def _training(cfg: ExperimentConfig, report: dict, best: dict) -> list[str]:
         f'Hardware: {report["hardware"]}; "{md(best["description"])}" was experiment {best["n"]} '
         f"of tag `{report['tag']}` (commit `{best['commit']}`).",
         "",
+        *_software(environment),
     ]
+
+
+def _software(env: dict) -> list[str]:
+    """The versions this seed was trained with (its summary block), when known."""
+    parts = [
+        f"{name} {env[key]}"
+        for name, key in [
+            ("torch", "torch_version"),
+            ("transformers", "transformers_version"),
+            ("Python", "python_version"),
+        ]
+        if env.get(key)
+    ]
+    if env.get("gpu_name"):
+        parts.append(f"GPU {env['gpu_name']}")
+    return [f"Software: {', '.join(parts)}.", ""] if parts else []
 
 
 def _data(cfg: ExperimentConfig, meta: dict, manifest: dict) -> list[str]:
@@ -178,8 +260,13 @@ def _data(cfg: ExperimentConfig, meta: dict, manifest: dict) -> list[str]:
         entry = manifest.get(c, {})
         splits = entry.get("splits", {})
         counts = ", ".join(f"{s} {v['sentences']} sentences" for s, v in splits.items())
-        desc = CORPORA[c].description if c in CORPORA else "a local CoNLL corpus"
-        lines.append(f"- `{c}`: {desc}. Source: {entry.get('source', 'unknown')}; {counts}.")
+        source = entry.get("source", "")
+        if source.startswith("synthetic"):  # only what was generated, not the real corpus
+            desc = f"generated sentences shaped like `{c}` ({source}), not real text"
+        else:
+            desc = CORPORA[c].description if c in CORPORA else "a local CoNLL corpus"
+            desc += f". Source: {_source(c, manifest)}"
+        lines.append(f"- `{c}`: {desc}; {counts}.")
     return [*lines, ""]
 
 
@@ -199,7 +286,7 @@ def _usage(meta: dict, export_dir: str) -> list[str]:
         'was trained and scored; `"simple"` also works but may cut an entity at a subword. '
         "The project's `predict.py` tags plain text (JSONL spans with character offsets) or "
         "CoNLL files with the same windowing as training"
-        + (" and the CRF's Viterbi decoding." if meta["head"] == "crf" else "."),
+        + (" and the CRF's Viterbi decoding." if HEAD_KINDS[meta["head"]].viterbi else "."),
         "",
     ]
 
@@ -239,7 +326,7 @@ def _limitations(cfg: ExperimentConfig, meta: dict) -> list[str]:
         "- English only; sentences longer than the window are split into windows without "
         "overlap, so an entity at a window edge can be cut.",
     ]
-    if meta["head"] == "crf":
+    if HEAD_KINDS[meta["head"]].viterbi:
         lines.append(
             "- This model was trained with a CRF head. The standard class holds its "
             "emission layer only: transformers decodes by argmax, not by the CRF's "
@@ -265,15 +352,18 @@ def _corpus_of(spec: str) -> str:
     return ALIASES.get(spec, spec).partition(":")[0]
 
 
-def _hub(corpus: str, manifest: dict) -> bool:
+def _hub_repo(corpus: str, manifest: dict) -> str:
+    """The hub dataset the prepared corpus came from ("" for local or synthetic data)."""
     source = manifest.get(corpus, {}).get("source", "")
-    return (
-        corpus in CORPORA and CORPORA[corpus].hub is not None and not source.startswith("synthetic")
-    )
+    return source.removeprefix("hub:") if source.startswith("hub:") else ""
 
 
-def _dataset_id(corpus: str, manifest: dict) -> str:
-    return CORPORA[corpus].hub.repo if _hub(corpus, manifest) else corpus
+def _source(corpus: str, manifest: dict) -> str:
+    """Where the data came from, without this machine's paths."""
+    source = manifest.get(corpus, {}).get("source", "")
+    if source.startswith("hub:"):
+        return f"the hub dataset `{_hub_repo(corpus, manifest)}`"
+    return "local CoNLL files" if source.startswith("local:") else "unknown"
 
 
 def _shape() -> str:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from nerlab.corpora import View
 from nerlab.errors import UserError
+from nerlab.head_kinds import HEAD_KINDS
 from nerlab.store import Store, data_root
 
 FRACTION_TOLERANCE = 1e-6
@@ -70,7 +71,7 @@ class Optim(Strict):
 
 
 class Head(Strict):
-    kind: Literal["linear", "mlp", "crf"] = "linear"
+    kind: Literal[tuple(HEAD_KINDS)] = "linear"  # type: ignore[valid-type]
     dropout: float = Field(0.1, ge=0, lt=1)
 
 

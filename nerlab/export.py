@@ -18,15 +18,19 @@ How each head maps onto the standard class:
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 
 import torch
 from transformers import AutoConfig, AutoModelForTokenClassification
 
 from nerlab.card import model_card
-from nerlab.config import head_key
+from nerlab.config import head_key, parse_config_text
+from nerlab.environment import of_summary
 from nerlab.errors import UserError
+from nerlab.head_kinds import EXPORTABLE, HEAD_KINDS
 from nerlab.modelio import HEAD, META, SavedTagger, load_tagger
+from nerlab.summary import parse_summary
 
 CARRIED = (META, HEAD)  # the project's files, copied next to the standard ones
 
@@ -40,12 +44,26 @@ def check_target_dir(out: Path, force: bool) -> None:
         raise UserError(f"--export {out}: exists and is not a directory")
 
 
+def check_exportable(config_text: str, seed_dir: Path) -> None:
+    """Refuse a best whose head no standard class holds (called before any training)."""
+    kind = parse_config_text(config_text).head.kind
+    if not HEAD_KINDS[kind].exportable:
+        raise UserError(
+            f"--export: the tag's best has an {kind} head, which no standard transformers class "
+            f"holds (only {' or '.join(EXPORTABLE)} heads export); run final.py without --export "
+            f"and tag text with `python predict.py --model {seed_dir}` (the project's own "
+            f"format), or continue the tag with the best config's `head.kind: linear` (an "
+            f"experiment the loop keeps) and export that"
+        )
+
+
 def export(saved_dir: Path, out: Path) -> SavedTagger:
     """Write the standard directory for the model saved in `saved_dir`; returns it loaded."""
     saved = load_tagger(saved_dir, torch.device("cpu"))
-    if saved.meta["head"] == "mlp":
+    kind = saved.meta["head"]
+    if not HEAD_KINDS[kind].exportable:
         raise UserError(
-            f"an mlp head has no equivalent in {_family(saved)}ForTokenClassification, so it "
+            f"an {kind} head has no equivalent in {_family(saved)}ForTokenClassification, so it "
             f"cannot be exported in the standard format; predict.py reads the saved model "
             f"{saved_dir} as it is"
         )
@@ -62,16 +80,66 @@ def export(saved_dir: Path, out: Path) -> SavedTagger:
 
 
 def export_model(seed_dir: Path, out: Path, report: dict, license_id: str = "other") -> str:
-    """`final.py --export`: the standard directory plus its model card; returns a summary line."""
-    saved = export(seed_dir, out)
-    manifest = saved.cfg.store().manifest()
-    card = model_card(report, saved.meta, saved.cfg, manifest, str(out), license_id)
-    (Path(out) / "README.md").write_text(card)
+    """`final.py --export`: the standard directory plus its model card, written beside `out`
+    and swapped in whole (a failure leaves the old `out` as it was); returns a summary line."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        saved = export(seed_dir, staging)
+        manifest = saved.cfg.store().manifest()
+        model_type = saved.model.encoder.config.model_type
+        card = model_card(
+            report,
+            saved.meta,
+            saved.cfg,
+            manifest,
+            str(out),
+            license_id,
+            model_type,
+            _env(seed_dir),
+        )
+        (staging / "README.md").write_text(card)
+        _readable(staging)
+        _swap(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # gone when swapped in
     meta = saved.meta
     return (
         f"exported seed {meta['seed']} of {meta['target']} ({meta['head']} head) to {out}: "
         f"{_family(saved)}ForTokenClassification, tokenizer, model card README.md"
     )
+
+
+def _readable(root: Path) -> None:
+    """0755 directories and 0644 files: libraries' temporary files are private (0600)."""
+    root.chmod(0o755)
+    for path in root.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def _swap(new: Path, out: Path) -> None:
+    """`new` becomes `out`; an old `out` is moved aside first and deleted once `new` is in."""
+    if not out.exists():
+        new.rename(out)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+    try:
+        out.rename(old / out.name)
+        try:
+            new.rename(out)
+        except OSError:
+            (old / out.name).rename(out)  # put the old export back
+            raise
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _env(seed_dir: Path) -> dict:
+    """The seed's versions, from its run's summary block (final.py keeps it as seed<s>.log)."""
+    log = Path(seed_dir).with_suffix(".log")
+    summary = parse_summary(log.read_text(errors="replace")) if log.is_file() else None
+    return of_summary(summary or {})
 
 
 def standard_model(saved: SavedTagger):

@@ -3,6 +3,7 @@
 All heads score the first subword of each word. `linear` and `mlp` decode by argmax, then repair
 invalid IOB2 (an I-X that continues no X becomes B-X, as conlleval reads it). The CRF decodes with
 Viterbi under IOB2 constraints (no O -> I-X, no B-X -> I-Y), so its output is always valid.
+What each kind supports (export, Viterbi) is in nerlab.head_kinds.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from nerlab.head_kinds import HEAD_KINDS
 from nerlab.tokenize import IGNORE
 
 NEG = -1e4  # "impossible" transition score; finite so sums stay finite
@@ -25,7 +27,7 @@ class TokenHead(nn.Module):
             self.proj = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, n))
         else:
             self.proj = nn.Linear(hidden, n)
-        self.crf = CRF(labels) if kind == "crf" else None
+        self.crf = CRF(labels) if HEAD_KINDS[kind].viterbi else None
 
     def emissions(self, states: torch.Tensor) -> torch.Tensor:
         return self.proj(self.dropout(states)).float()

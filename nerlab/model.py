@@ -1,6 +1,6 @@
 """Encoders and tokenizers: any hub id or local path through Auto*, or the offline `tiny` model.
 
-`tiny` = a WordPiece tokenizer trained here on the prepared corpora's text plus a small randomly
+`tiny` = a WordPiece tokenizer built here from the prepared corpora's text plus a small randomly
 initialised ModernBERT. It needs no download, so the demo and the tests run anywhere.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,38 +40,47 @@ SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
 def tiny_tokenizer(texts: list[Sentence], cache_dir: Path) -> PreTrainedTokenizerFast:
-    """WordPiece trained on `texts`, saved under a key of their content and reused from then on.
-
-    The `tokenizers` trainer breaks frequency ties in hash order, so two trainings can differ in
-    a few rare subwords: training once and reusing keeps every later run identical."""
+    """A WordPiece tokenizer over `texts` (see `_build_wordpiece`), saved under a key of their
+    content and reused from then on."""
     digest = hashlib.sha256()
     for s in texts:
         digest.update(" ".join(s.tokens).encode() + b"\n")
-    path = Path(cache_dir) / f"tiny-tokenizer-{digest.hexdigest()[:16]}"
+    # v2: the vocabulary is built in a fixed order (v1's trainer broke ties in hash order)
+    path = Path(cache_dir) / f"tiny-tokenizer-v2-{digest.hexdigest()[:16]}"
     if (path / "tokenizer.json").exists():
         try:
             return PreTrainedTokenizerFast.from_pretrained(path)
-        except Exception as e:  # any damage: the cache is derived data, trained again below
-            print(f"note: {path} is damaged ({type(e).__name__}): training it again (a few rare "
-                  "subwords may differ from the lost one's)", flush=True)  # fmt: skip
+        except Exception as e:  # any damage: the cache is derived data, built again below
+            print(f"note: {path} is damaged ({type(e).__name__}): building it again", flush=True)
             shutil.rmtree(path, ignore_errors=True)
-    _train_wordpiece(texts, path)
+    _build_wordpiece(texts, path)
     return PreTrainedTokenizerFast.from_pretrained(path)
 
 
-def _train_wordpiece(texts: list[Sentence], path: Path) -> None:
+def _build_wordpiece(texts: list[Sentence], path: Path) -> None:
+    """The vocabulary in a fixed order, so every machine builds the same one (the `tokenizers`
+    WordPiece trainer breaks frequency ties in hash order, different in each process): the
+    special tokens, every character alone and as `##` continuation, then whole words by count,
+    ties alphabetically, up to TINY_VOCAB. Other words split into characters."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-    from tokenizers.trainers import WordPieceTrainer
 
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=False)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    normalizer = normalizers.BertNormalizer(lowercase=False)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    counts: Counter[str] = Counter()
+    for s in texts:
+        text = normalizer.normalize_str(" ".join(s.tokens))
+        counts.update(word for word, _ in pre_tokenizer.pre_tokenize_str(text))
+    chars = sorted({c for word in counts for c in word})
+    words = sorted(counts, key=lambda w: (-counts[w], w))
+    tokens = dict.fromkeys([*SPECIALS, *chars, *(f"##{c}" for c in chars), *words])
+    vocab = {t: i for i, t in enumerate(list(tokens)[:TINY_VOCAB])}
+    tok = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre_tokenizer
     tok.decoder = decoders.WordPiece()
-    trainer = WordPieceTrainer(vocab_size=TINY_VOCAB, special_tokens=SPECIALS, show_progress=False)
-    tok.train_from_iterator((" ".join(s.tokens) for s in texts), trainer=trainer)
-    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
+        single="[CLS] $A [SEP]",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
     )
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
@@ -85,7 +95,7 @@ def _train_wordpiece(texts: list[Sentence], path: Path) -> None:
     fast.save_pretrained(tmp)
     try:
         tmp.replace(path)  # atomic: a concurrent run sees the whole tokenizer or none of it
-    except OSError:  # another process finished first; theirs is identical
+    except OSError:  # another process finished first; its tokenizer is the same
         shutil.rmtree(tmp)
 
 

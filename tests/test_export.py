@@ -3,24 +3,34 @@ project code and predicts exactly what train.py predicted (linear head)."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import stat
 import subprocess
 import sys
 
+import git
 import pytest
 import torch
+import yaml
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
+import final
+from nerlab import export as export_module
 from nerlab.config import parse_config_text
 from nerlab.conll import to_iob2
 from nerlab.corpora import View
 from nerlab.errors import UserError
-from nerlab.export import check_target_dir, export
+from nerlab.export import check_target_dir, export, export_model
+from nerlab.gitops import RunBranch
 from nerlab.metrics import read_predictions
 from nerlab.model import tiny_encoder, tiny_tokenizer
 from nerlab.modelio import load_tagger, save_tagger
+from nerlab.results import append_row
 from nerlab.store import Store
 from nerlab.training import Tagger, tokenizer_texts
+from tests.helpers import FINAL_BASE, make_repo
 
 VIEW = View("ncbi_disease", "ncbi_disease", ("Disease",))
 
@@ -109,12 +119,75 @@ def test_mlp_head_is_refused(tmp_path, synthetic_home, monkeypatch):
     assert not (tmp_path / "hf").exists()
 
 
+def test_an_mlp_best_is_refused_before_any_training(tmp_path, synthetic_home, monkeypatch):
+    monkeypatch.setenv("NER_AR_HOME", str(synthetic_home))
+    repo = make_repo(tmp_path / "proj", fake_train=False)
+    monkeypatch.chdir(repo)
+    branch = RunBranch(repo, "t")
+    branch.checkout()
+    path = repo / "configs" / "current.yaml"
+    text = yaml.safe_dump({**FINAL_BASE, "head": {"kind": "mlp"}})
+    commit = branch.experiment_commit(1, path, text, "baseline", branch.tip().hexsha, "baseline")
+    branch.land(1, commit, path, text, "baseline", "baseline")
+    row = {"commit": commit, "target": "ncbi_disease", "dev_f1": "0.5", "status": "keep"}
+    append_row(repo / "results.tsv", {**row, "description": "baseline", "tag": "t", "n": 1})
+    git.Repo(repo).git.checkout("main")
+    with pytest.raises(UserError, match="mlp head.*predict.py --model runs/t/final/") as e:
+        final.main(["--tag", "t", "--seeds", "1", "--export", str(tmp_path / "hf")])
+    assert "head.kind: linear" in str(e.value)  # what the user can do instead
+    assert not (repo / "runs" / "t" / "final").exists()  # no seed started
+    assert not (tmp_path / "hf").exists()
+
+
 def test_existing_export_directory_is_refused_without_force(tmp_path):
     (tmp_path / "out").mkdir()
     with pytest.raises(UserError, match="already exists; choose another directory or add --force"):
         check_target_dir(tmp_path / "out", force=False)
     check_target_dir(tmp_path / "out", force=True)
     check_target_dir(tmp_path / "new", force=False)
+
+
+REPORT = {"tag": "t", "seeds": [0], "hardware": "CPU", "best_is_baseline": True,
+          "baseline": {"n": 1, "commit": "abc1234", "description": "baseline", "seeds": []},
+          "difference": None}  # fmt: skip
+
+
+def test_export_is_readable_and_force_replaces_the_directory(
+    trained_model, synthetic_home, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("NER_AR_HOME", str(synthetic_home))
+    out = tmp_path / "models" / "hf"
+    out.mkdir(parents=True)
+    (out / "stale.bin").write_text("from an older export")
+    umask = os.umask(0o077)  # a private umask: the export is still readable by others
+    try:
+        export_model(trained_model[0], out, REPORT)
+    finally:
+        os.umask(umask)
+    assert not (out / "stale.bin").exists() and (out / "README.md").is_file()
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in [out, *out.rglob("*")]}
+    assert modes["hf"] == 0o755 and modes["model.safetensors"] == 0o644
+    assert set(modes.values()) == {0o755, 0o644}
+    assert [p.name for p in out.parent.iterdir()] == ["hf"]  # nothing left beside it
+
+
+def test_a_failed_export_leaves_the_old_directory_whole(
+    trained_model, synthetic_home, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("NER_AR_HOME", str(synthetic_home))
+    out = tmp_path / "hf"
+    out.mkdir()
+    (out / "README.md").write_text("the previous export")
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(export_module, "model_card", disk_full)
+    with pytest.raises(OSError):
+        export_model(trained_model[0], out, REPORT)
+    assert [p.name for p in out.iterdir()] == ["README.md"]
+    assert (out / "README.md").read_text() == "the previous export"
+    assert [p.name for p in tmp_path.iterdir()] == ["hf"]  # no partial directory
 
 
 def test_not_a_saved_model_is_a_clear_error(tmp_path):

@@ -69,9 +69,8 @@ def test_cache_is_reused_and_keyed(tokenizer, tmp_path, monkeypatch):
 def test_tiny_tokenizer_is_trained_once_and_model_reproducible_by_seed(tmp_path, monkeypatch):
     texts = generate("linnaeus")["train"]
     t1 = load_tokenizer("tiny", texts, tmp_path)
-    # the tokenizers trainer breaks ties in hash order, so the vocabulary is trained once per
-    # text and reused from the cache: a second load must not retrain
-    monkeypatch.setattr("nerlab.model._train_wordpiece", lambda *a: 1 / 0)
+    # built once per text and reused from the cache: a second load must not build it again
+    monkeypatch.setattr("nerlab.model._build_wordpiece", lambda *a: 1 / 0)
     t2 = load_tokenizer("tiny", texts, tmp_path)
     assert t1.get_vocab() == t2.get_vocab()
     assert t1.pad_token_id is not None and t1.cls_token_id is not None
@@ -80,6 +79,23 @@ def test_tiny_tokenizer_is_trained_once_and_model_reproducible_by_seed(tmp_path,
     m3 = load_encoder("tiny", t1, seed=4)
     assert any((a != b).any() for a, b in zip(m1.parameters(), m3.parameters()))
     assert m1.config.hidden_size == 128 and m1.config.num_hidden_layers == 4
+
+
+def test_the_tiny_tokenizer_is_the_same_in_every_fresh_home(tmp_path):
+    """Two processes (each its own hash seed), two empty caches: byte-identical tokenizers."""
+    code = (
+        "import sys; from nerlab.model import load_tokenizer; from nerlab.synthetic import "
+        "generate\n"
+        "load_tokenizer('tiny', generate('bc5cdr')['train'] + generate('linnaeus')['train'], "
+        "sys.argv[1])\n"
+    )
+    saved = []
+    for home in ("a", "b"):
+        r = run_script("-c", code, str(tmp_path / home), home=tmp_path / home)
+        assert r.returncode == 0, r.stderr
+        (path,) = (tmp_path / home).glob("tiny-tokenizer-*/tokenizer.json")
+        saved.append(path.read_bytes())
+    assert saved[0] == saved[1]
 
 
 def test_byte_level_bpe_gets_a_prefix_space_per_word(tmp_path):
@@ -119,13 +135,13 @@ def test_a_damaged_cache_file_is_rebuilt_with_a_note(tokenizer, tmp_path, capsys
     assert "damaged" not in capsys.readouterr().out  # the rebuilt file is whole
 
 
-def test_a_damaged_tiny_tokenizer_is_trained_again_with_a_note(tmp_path, capsys):
+def test_a_damaged_tiny_tokenizer_is_built_again_with_a_note(tmp_path, capsys):
     texts = generate("linnaeus")["train"]
     vocab = load_tokenizer("tiny", texts, tmp_path).get_vocab()
     (saved,) = tmp_path.glob("tiny-tokenizer-*/tokenizer.json")
     saved.write_text(saved.read_text()[:500])
     again = load_tokenizer("tiny", texts, tmp_path).get_vocab()
-    assert len(again) == len(vocab) and len(set(again) & set(vocab)) > 0.9 * len(vocab)
+    assert again == vocab
     assert f"note: {saved.parent} is damaged" in capsys.readouterr().out
 
 

@@ -21,6 +21,7 @@ import yaml
 from nerlab.agents import Context, Proposal, ProposerUnavailable
 from nerlab.config import ExperimentConfig, dump_config, head_key, parse_config
 from nerlab.gitops import RunBranch
+from nerlab.head_kinds import HEAD_KINDS
 from nerlab.ledger import Ledger
 from nerlab.results import repair
 
@@ -127,7 +128,7 @@ class OptunaProposer:
         raw["optim"]["batch_size"] = trial.suggest_categorical(
             "batch_size", sorted({half, base.optim.batch_size, base.optim.batch_size * 2})
         )
-        raw["head"]["kind"] = trial.suggest_categorical("head", ["linear", "mlp", "crf"])
+        raw["head"]["kind"] = trial.suggest_categorical("head", list(HEAD_KINDS))
         parse_config(raw)  # the space only yields valid configs; fail loudly if not
         # No trial number: the loop numbers experiments ([n]) and two numberings would clash.
         description = (
