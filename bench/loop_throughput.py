@@ -32,7 +32,7 @@ def measure(workers: int, n: int, sleep: float, home: Path) -> dict:
     from nerlab.agents.optuna_search import OptunaProposer
     from nerlab.config import load_config
     from nerlab.loop import LoopOptions, ResearchLoop
-    from tests.test_loop import BASE, make_repo
+    from tests.helpers import BASE, make_repo
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-loop-"))
     repo = make_repo(tmp / "proj", fake_train=True)

@@ -12,6 +12,7 @@ from huggingface_hub.utils import validate_repo_id
 
 from nerlab.config import ExperimentConfig
 from nerlab.corpora import ALIASES, CORPORA
+from nerlab.environment import describe
 from nerlab.final import TEST_NOTE, fmt_diff, fmt_points
 from nerlab.head_kinds import HEAD_KINDS
 from nerlab.model import TINY, TINY_SHAPE
@@ -240,18 +241,7 @@ def _training(cfg: ExperimentConfig, report: dict, best: dict, environment: dict
 
 def _software(env: dict) -> list[str]:
     """The versions this seed was trained with (its summary block), when known."""
-    parts = [
-        f"{name} {env[key]}"
-        for name, key in [
-            ("torch", "torch_version"),
-            ("transformers", "transformers_version"),
-            ("Python", "python_version"),
-        ]
-        if env.get(key)
-    ]
-    if env.get("gpu_name"):
-        parts.append(f"GPU {env['gpu_name']}")
-    return [f"Software: {', '.join(parts)}.", ""] if parts else []
+    return [f"Software: {describe(env)}.", ""] if describe(env) else []
 
 
 def _data(cfg: ExperimentConfig, meta: dict, manifest: dict) -> list[str]:

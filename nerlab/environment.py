@@ -27,3 +27,9 @@ def environment(device: torch.device | None = None) -> dict[str, str]:
 def of_summary(summary: dict) -> dict[str, str]:
     """The environment keys of a run's summary block."""
     return {k: summary[k] for k in KEYS if summary.get(k)}
+
+
+def describe(env: dict) -> str:
+    """`torch 2.13.0, transformers 5.1.0, Python 3.12.3, GPU NVIDIA H200`: what is known."""
+    names = ("torch", "transformers", "Python", "GPU")
+    return ", ".join(f"{name} {env[key]}" for name, key in zip(names, KEYS) if env.get(key))

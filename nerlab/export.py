@@ -28,6 +28,7 @@ from nerlab.card import model_card
 from nerlab.config import head_key, parse_config_text
 from nerlab.environment import of_summary
 from nerlab.errors import UserError
+from nerlab.files import swap_dir
 from nerlab.head_kinds import EXPORTABLE, HEAD_KINDS
 from nerlab.modelio import HEAD, META, SavedTagger, load_tagger
 from nerlab.summary import parse_summary
@@ -101,7 +102,7 @@ def export_model(seed_dir: Path, out: Path, report: dict, license_id: str = "oth
         )
         (staging / "README.md").write_text(card)
         _readable(staging)
-        _swap(staging, out)
+        swap_dir(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # gone when swapped in
     meta = saved.meta
@@ -116,23 +117,6 @@ def _readable(root: Path) -> None:
     root.chmod(0o755)
     for path in root.rglob("*"):
         path.chmod(0o755 if path.is_dir() else 0o644)
-
-
-def _swap(new: Path, out: Path) -> None:
-    """`new` becomes `out`; an old `out` is moved aside first and deleted once `new` is in."""
-    if not out.exists():
-        new.rename(out)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-    try:
-        out.rename(old / out.name)
-        try:
-            new.rename(out)
-        except OSError:
-            (old / out.name).rename(out)  # put the old export back
-            raise
-    finally:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _env(seed_dir: Path) -> dict:

@@ -28,6 +28,7 @@ from git import GitCommandError
 
 from nerlab import policy
 from nerlab.config import parse_config_text
+from nerlab.environment import describe, of_summary
 from nerlab.errors import UserError
 from nerlab.files import write_atomic
 from nerlab.gitops import RunBranch, parse_experiment
@@ -69,6 +70,7 @@ class SeedResult:
     dev_check: str = ""  # "ok", or how the rescored dev F1 differs from the run's summary
     train_seconds: float = 0.0
     device: str = ""
+    environment: dict = field(default_factory=dict)  # versions and GPU (nerlab.environment)
 
 
 # -----------------------------------------------------------------------------
@@ -220,6 +222,7 @@ class FinalEvaluation:
             "config_path": str(self.opts.config),  # the file the loop edits, in each commit
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "hardware": hardware(),
+            "environments": environments(self.results),
             "best_is_baseline": len(self.arms) == 1,
             **arms,
             "difference": None,
@@ -281,6 +284,7 @@ def score_seed(model_dir: Path, outcome: RunOutcome) -> SeedResult:
         check,
         float(summary.get("train_seconds", 0) or 0),
         summary.get("device", ""),
+        of_summary(summary),
     )
 
 
@@ -290,6 +294,13 @@ def _scores(s: Scores) -> dict:
 
 def _target(arm: Arm) -> str:
     return parse_config_text(arm.config_text).target
+
+
+def environments(results: dict[str, dict[int, SeedResult]]) -> list[dict]:
+    """The distinct environments the finished seeds ran in: one, unless a cluster's nodes
+    differ (or seeds were trained before an upgrade)."""
+    seen = [r.environment for by_seed in results.values() for r in by_seed.values()]
+    return [e for i, e in enumerate(seen) if e and e not in seen[:i]]
 
 
 def hardware() -> str:
@@ -370,6 +381,12 @@ def fmt_diff(d: dict | None) -> str:
     return f"{100 * d['mean']:+.2f} [95% CI {lo:+.2f}, {hi:+.2f}] ({sig})"
 
 
+def software(r: dict) -> str:
+    """The versions (and GPU) of each environment the seeds ran in."""
+    sets = [describe(e) for e in r.get("environments") or []]
+    return "software: " + ("; ".join(sets) if sets else "unknown (no seed finished)")
+
+
 def cell(text: str) -> str:
     """Untrusted text for a markdown table cell or sentence (a `|` would end the cell, HTML or
     a link would reach the reader's renderer): escaped (nerlab.text.markdown)."""
@@ -384,7 +401,7 @@ def markdown(r: dict) -> str:
         f"**{r['note']}**",
         "",
         f"Seeds {', '.join(map(str, r['seeds']))} per config; F1 in points, mean ± std over "
-        f"seeds; hardware: {r['hardware']}.",
+        f"seeds; hardware: {r['hardware']}; {software(r)}.",
         "",
         "| config | # | commit | seeds ok | dev F1 | test F1 | test P | test R | description |",
         "|---|---:|---|---:|---:|---:|---:|---:|---|",

@@ -4,7 +4,8 @@ by the caller's handle and give back outcomes in completion order; a run that fa
 (crash, timeout, a Ray worker killed or lost) is a `crash` outcome, never an exception.
 
 Only the caller writes results: a pool runs train.py and leaves its output in the log path
-it was given (written here by the subprocess, or by the driver from what a Ray task returned).
+it was given, and a saved model in the spec's `save_model` (written here by the subprocess, or
+by the driver from what a Ray task returned: a cluster's nodes need not share a filesystem).
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from nerlab.errors import UserError
+from nerlab.files import write_tree
 from nerlab.redact import is_secret
 from nerlab.runner import RunOutcome, RunSpec, kill_all, run_for_ray, run_train
 from nerlab.signals import kept_handlers
@@ -129,6 +131,15 @@ def _check_reachable(address: str) -> None:
         ) from None
 
 
+class _Task(NamedTuple):
+    """A run in flight as a Ray task."""
+
+    key: Any
+    log: Path
+    deadline: float | None  # monotonic; past it the task is cancelled
+    save_model: str | None  # where the driver writes the model the task sends back
+
+
 class RayPool:
     """One Ray task per run: `gpus_per_run` GPUs each where the cluster has GPUs (a fraction
     packs several runs on one GPU), else one CPU. A local instance gets at least `workers` CPUs
@@ -150,7 +161,7 @@ class RayPool:
         options = {"num_gpus": gpus_per_run, "num_cpus": 1} if gpus else {"num_cpus": 1}
         self._task = ray.remote(run_for_ray).options(max_retries=0, **options)
         self._env = task_env(local=not named)
-        self._pending: dict[Any, tuple[Any, Path, float | None]] = {}  # ref -> key, log, deadline
+        self._pending: dict[Any, _Task] = {}  # by Ray object ref
         unit = f"{gpus_per_run:g} GPU" if gpus else "1 CPU"
         say(f"ray: {workers} workers, {unit} per run ({gpus:g} GPUs in the cluster)")
 
@@ -158,37 +169,43 @@ class RayPool:
         Path(log_path).write_text("# running as a Ray task: its output arrives when it ends\n")
         ref = self._task.remote(spec, self._env)
         deadline = time.monotonic() + spec.timeout + RAY_GRACE if spec.timeout else None
-        self._pending[ref] = (key, Path(log_path), deadline)
+        self._pending[ref] = _Task(key, Path(log_path), deadline, spec.save_model)
 
     def in_flight(self) -> int:
         return len(self._pending)
 
     def wait(self) -> tuple[Any, RunOutcome]:
         while True:
-            deadlines = [d for _, _, d in self._pending.values() if d is not None]
+            deadlines = [t.deadline for t in self._pending.values() if t.deadline is not None]
             timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
             ready, _ = self.ray.wait(list(self._pending), num_returns=1, timeout=timeout)
             if ready:
                 return self._collect(ready[0])
-            for ref, (key, log, deadline) in list(self._pending.items()):
-                if deadline is not None and time.monotonic() >= deadline:
+            for ref, task in list(self._pending.items()):
+                if task.deadline is not None and time.monotonic() >= task.deadline:
                     self.ray.cancel(ref, force=True)  # a hung task: its worker is killed
                     del self._pending[ref]
-                    log.write_text("the Ray task did not return in time; cancelled\n")
-                    return key, RunOutcome("crash", reason="timeout: the Ray task never returned")
+                    task.log.write_text("the Ray task did not return in time; cancelled\n")
+                    reason = "timeout: the Ray task never returned"
+                    return task.key, RunOutcome("crash", reason=reason)
 
     def _collect(self, ref) -> tuple[Any, RunOutcome]:
-        key, log, _ = self._pending.pop(ref)
+        task = self._pending.pop(ref)
         try:
-            outcome, text = self.ray.get(ref)
+            outcome, text, files = self.ray.get(ref)
         except Exception as e:  # RayTaskError, WorkerCrashedError, NodeDiedError, ...
             cause = getattr(e, "cause", None) or e  # RayTaskError wraps the original
             lines = [x.strip() for x in str(cause).splitlines() if x.strip()]
             reason = f"task failed: {type(cause).__name__}: {lines[0] if lines else ''}"
-            log.write_text(f"{reason}\n{e}\n")
-            return key, RunOutcome("crash", reason=reason[:300])
-        log.write_text(text)
-        return key, outcome
+            task.log.write_text(f"{reason}\n{e}\n")
+            return task.key, RunOutcome("crash", reason=reason[:300])
+        task.log.write_text(text)
+        if task.save_model and outcome.ok:
+            try:
+                write_tree(Path(task.save_model), files)
+            except UserError as e:  # e.g. the driver's disk is full
+                return task.key, RunOutcome("crash", summary=outcome.summary, reason=str(e)[:300])
+        return task.key, outcome
 
     def close(self) -> None:
         # after a Ctrl-C, Ray's own processes got the SIGINT too: stop what is left, quietly

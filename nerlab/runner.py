@@ -16,10 +16,11 @@ import subprocess
 import sys
 import tempfile
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from nerlab.config import config_hash
+from nerlab.files import read_tree
 from nerlab.summary import parse_summary
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -175,12 +176,17 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def run_for_ray(spec: RunSpec, env: dict[str, str]) -> tuple[RunOutcome, str]:
-    """The body of a Ray task: run here (on whichever node) and return the outcome and the log
-    text, which the driver writes. `env` is the driver's environment to carry over: a Ray
-    worker's own does not hold the user's settings (NER_AR_HOME, HF_HOME, ...)."""
+def run_for_ray(spec: RunSpec, env: dict[str, str]) -> tuple[RunOutcome, str, dict[str, bytes]]:
+    """The body of a Ray task: run here (on whichever node) and return the outcome, the log
+    text and the saved model's files, which the driver writes: a node need not share the
+    driver's filesystem, so the model is saved in the task's own temp dir. `env` is the
+    driver's environment to carry over: a Ray worker's own does not hold the user's settings
+    (NER_AR_HOME, HF_HOME, ...)."""
     merged = {**os.environ, **env}  # the worker's CUDA_VISIBLE_DEVICES stays Ray's choice
     with _temp_dir("ner-task-") as tmp:
-        log = Path(tmp) / "run.log"
+        log, model = Path(tmp) / "run.log", Path(tmp) / "model"
+        if spec.save_model:
+            spec = replace(spec, save_model=str(model))
         outcome = run_train(spec, log, merged)
-        return outcome, log.read_text(encoding="utf-8", errors="replace")
+        files = read_tree(model) if outcome.ok and model.is_dir() else {}
+        return outcome, log.read_text(encoding="utf-8", errors="replace"), files

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT, run_script
+
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
@@ -40,17 +38,6 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "ncbi_disease" / "train.conll").is_file():
         pytest.skip(f"real corpora not present at {SHARED_DATA}")
     return SHARED_DATA
-
-
-HANG_GUARD_S = 1800  # catches a hung script, never a slow machine: budgets are in steps
-
-
-def run_script(*args: str, home: Path, timeout: float = HANG_GUARD_S, cwd: Path = ROOT):
-    """Run a top-level script as a user would; returns the CompletedProcess."""
-    env = {**os.environ, "NER_AR_HOME": str(home)}
-    return subprocess.run(
-        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,8 @@ written by the loop (for kill tests); lr >= 1 crashes like a NaN loss; lr == 0.0
 parent process (a Ray worker killed from outside); optim.weight_decay >= 0.05 sleeps
 100 * weight_decay seconds (to order completions in parallel tests). A data root whose
 manifest is gone (deleted mid-night) crashes with train.py's own reason and cause, when
-FAKE_TRAIN_CHECK_DATA is set (the check costs a second per run).
+FAKE_TRAIN_CHECK_DATA is set (the check costs a second per run). `--save-model DIR` writes two
+small files there.
 """
 
 import argparse
@@ -23,6 +24,7 @@ from nerlab.summary import format_summary
 p = argparse.ArgumentParser()
 p.add_argument("--config", default="configs/current.yaml")
 p.add_argument("--set", action="append", default=[])
+p.add_argument("--save-model")
 args = p.parse_args()
 text = Path(args.config).read_text()
 cfg = yaml.safe_load(text)
@@ -75,5 +77,9 @@ summary = {
     "cause": cause,
     "reason": reason,
 }
+if ok and args.save_model:
+    (Path(args.save_model) / "tokenizer").mkdir(parents=True, exist_ok=True)
+    (Path(args.save_model) / "weights.bin").write_bytes(b"\x00\x01" * 100)
+    (Path(args.save_model) / "tokenizer" / "vocab.txt").write_text("[PAD]\nbrca1\n")
 print(format_summary(summary))
 raise SystemExit(0 if ok else 1)

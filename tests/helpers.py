@@ -18,7 +18,18 @@ from nerlab.agents import Proposal
 from nerlab.gitops import parse_experiment
 from nerlab.loop import LoopOptions, ResearchLoop
 from nerlab.results import append_row
-from tests.conftest import HANG_GUARD_S, ROOT
+
+ROOT = Path(__file__).resolve().parents[1]
+HANG_GUARD_S = 1800  # catches a hung script, never a slow machine: budgets are in steps
+
+
+def run_script(*args: str, home: Path, timeout: float = HANG_GUARD_S, cwd: Path = ROOT):
+    """Run a top-level script as a user would; returns the CompletedProcess."""
+    env = {**os.environ, "NER_AR_HOME": str(home)}
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
 
 BASE = {
     "target": "ncbi_disease", "model": "tiny", "data": "synthetic", "budget": {"steps": 40},

@@ -17,8 +17,7 @@ from nerlab.config import parse_config
 from nerlab.errors import UserError
 from nerlab.loop import LoopOptions, ResearchLoop
 from nerlab.results import COLUMNS, read_results
-from tests.conftest import ROOT, run_script
-from tests.helpers import BASE, make_repo
+from tests.helpers import BASE, ROOT, make_repo, run_script
 
 GOOD = yaml.safe_dump(BASE)
 BAD = yaml.safe_dump({**BASE, "curriculum": [{"corpora": ["ncbi_disease"], "fraction": 0.5}]})

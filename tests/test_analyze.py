@@ -19,8 +19,7 @@ from nerlab import analysis
 from nerlab.errors import UserError
 from nerlab.results import BASELINE, COLUMNS, append_matrix_row, append_row
 from nerlab.stats import diff_ci, mean_ci
-from tests.conftest import run_script
-from tests.helpers import REASONS, write_loop_log
+from tests.helpers import REASONS, run_script, write_loop_log
 
 
 def expected_running_best(rows: list[dict]) -> np.ndarray:

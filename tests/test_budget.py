@@ -12,7 +12,7 @@ from nerlab.budget import UNTIMED_STEPS, Progress, allocate, lr_factor
 from nerlab.config import Budget, parse_config
 from nerlab.errors import UserError
 from nerlab.summary import parse_summary
-from tests.conftest import HANG_GUARD_S, ROOT
+from tests.helpers import HANG_GUARD_S, ROOT
 
 
 def test_allocate_steps_largest_remainder_sums_to_total():

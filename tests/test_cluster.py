@@ -4,6 +4,7 @@ tiny training) on it with --ray-address; a driver killed and restarted against t
 cluster; a worker node lost mid-run (its experiment is one crash row, the night goes on on
 the head node)."""
 
+import json
 import signal
 import subprocess
 import sys
@@ -13,8 +14,7 @@ import git
 import pytest
 
 from nerlab.results import read_results
-from tests.conftest import HANG_GUARD_S, ROOT
-from tests.helpers import agent_loop, make_repo, trainers_of, wait_for
+from tests.helpers import HANG_GUARD_S, ROOT, agent_loop, make_repo, trainers_of, wait_for
 from tests.ray_nodes import RayNode, ray_tmpdir, remove
 
 pytest.importorskip("ray", reason="Ray is optional: pip install -e '.[ray]'")
@@ -90,5 +90,11 @@ def test_final_on_the_cluster(cluster, tmp_path, synthetic_home):
         cwd=repo, env=env, capture_output=True, text=True, timeout=HANG_GUARD_S,
     )  # fmt: skip
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert (repo / "runs" / "t" / "final.json").exists()
+    report = json.loads((repo / "runs" / "t" / "final.json").read_text())
+    seed = report["baseline"]["seeds"][0]
+    assert seed["status"] == "ok" and seed["environment"]["torch_version"], seed
+    # each node saved the model in its own temp dir and sent the files back: no shared disk
+    final = repo / "runs" / "t" / "final" / report["baseline"]["commit"]
+    assert (final / "seed0" / "nerlab.json").is_file()  # the save is whole
+    assert f"--save-model {final / 'seed0'}" not in (final / "seed0.log").read_text()
     assert not trainers_of(repo)

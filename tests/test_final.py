@@ -18,9 +18,8 @@ from nerlab.final import FinalEvaluation, FinalOptions, SeedResult, markdown
 from nerlab.gitops import RunBranch
 from nerlab.results import append_row
 from nerlab.stats import diff_ci
-from tests.conftest import ROOT, run_script
 from tests.helpers import FINAL_BASE as BASE
-from tests.helpers import make_repo
+from tests.helpers import ROOT, make_repo, run_script
 
 CRASHING_TRAIN = f"""
 import os, runpy, sys

@@ -21,9 +21,10 @@ from nerlab.ledger import Best
 from nerlab.loop import LoopOptions, ResearchLoop
 from nerlab.results import read_results
 from nerlab.signals import Interrupted
-from tests.conftest import HANG_GUARD_S, ROOT
 from tests.helpers import (
     BASE,
+    HANG_GUARD_S,
+    ROOT,
     Scripted,
     agent_loop,
     branch_state,

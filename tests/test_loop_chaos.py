@@ -20,8 +20,7 @@ import yaml
 
 from nerlab.gitops import parse_experiment
 from nerlab.results import read_results
-from tests.conftest import HANG_GUARD_S, ROOT
-from tests.helpers import make_repo, trainers_of
+from tests.helpers import HANG_GUARD_S, ROOT, make_repo, trainers_of
 
 KILLS = 30
 RAY_KILLS = 4  # the last ones, with --workers 2 (a Ray instance starts each time: slow)

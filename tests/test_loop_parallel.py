@@ -16,9 +16,9 @@ from nerlab.agents import Proposal
 from nerlab.gitops import parse_experiment
 from nerlab.loop import LoopOptions, ResearchLoop
 from nerlab.results import read_results
-from tests.conftest import HANG_GUARD_S
 from tests.helpers import (
     BASE,
+    HANG_GUARD_S,
     Scripted,
     agent_loop,
     branch_state,

@@ -21,8 +21,7 @@ from nerlab.errors import UserError
 from nerlab.loop import LoopOptions, ResearchLoop
 from nerlab.results import read_results
 from tests.chat_server import HANG, ChatServer, call, error, propose, text, tool_calls
-from tests.conftest import HANG_GUARD_S, ROOT
-from tests.helpers import BASE, make_repo
+from tests.helpers import BASE, HANG_GUARD_S, ROOT, make_repo
 
 GOOD = yaml.safe_dump(BASE)
 BAD = yaml.safe_dump({**BASE, "curriculum": [{"corpora": ["ncbi_disease"], "fraction": 0.5}]})

@@ -10,8 +10,7 @@ import yaml
 from nerlab.errors import UserError
 from nerlab.results import read_results
 from nerlab.runner import RunSpec
-from tests.conftest import HANG_GUARD_S, ROOT
-from tests.helpers import agent_loop, make_repo
+from tests.helpers import HANG_GUARD_S, ROOT, agent_loop, make_repo
 from tests.ray_nodes import RayNode, free_port, ray_tmpdir, remove
 
 ray = pytest.importorskip("ray", reason="Ray is optional: pip install -e '.[ray]'")
@@ -83,6 +82,30 @@ def test_the_loop_with_workers_starts_its_own_ray_beside_an_existing_one(
     # the loop started its own instance (in the same Ray temp dir) and never joined that one
     assert ray_env.session != (ray_env.tmpdir / "ray" / "session_latest").resolve()
     assert not list((ray_env.session / "logs").glob(f"*driver*_{proc.pid}.log"))
+
+
+@pytest.mark.slow
+def test_a_model_saved_in_a_ray_task_is_written_by_the_driver(tmp_path, monkeypatch):
+    """The files come back with the task's result and replace what the directory held."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    from nerlab.pool import make_pool
+
+    out = tmp_path / "seed0"
+    out.mkdir()
+    (out / "stale.bin").write_text("from an older run")
+    spec = RunSpec(yaml.safe_dump({"optim": {"lr": 0.05}}), train_py=FAKE, save_model=str(out))
+    pool = make_pool(2, say=lambda *a: None)
+    try:
+        pool.submit("k", spec, tmp_path / "run.log")
+        key, outcome = pool.wait()
+    finally:
+        pool.close()
+    assert outcome.ok, (tmp_path / "run.log").read_text()
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
+        "tokenizer/vocab.txt",
+        "weights.bin",
+    ]
+    assert (out / "weights.bin").read_bytes() == b"\x00\x01" * 100
 
 
 def test_a_named_cluster_that_is_not_there_is_one_line(monkeypatch):

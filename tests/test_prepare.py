@@ -14,7 +14,7 @@ from nerlab.errors import UserError
 from nerlab.prepare import load_local, parse_names
 from nerlab.store import Store, data_root, split_stats
 from nerlab.synthetic import generate
-from tests.conftest import run_script
+from tests.helpers import run_script
 
 # The table of ../shared/data/README.md: (sentences, tokens, mentions) per corpus and split.
 README_COUNTS = {

@@ -18,7 +18,7 @@ from nerlab.errors import UserError
 from nerlab.record import record, run_timeout
 from nerlab.results import COLUMNS, read_results
 from nerlab.summary import format_summary
-from tests.conftest import ROOT, run_script
+from tests.helpers import ROOT, run_script
 
 CONFIG = {
     "target": "ncbi_disease", "model": "tiny", "data": "synthetic", "budget": {"seconds": 60},

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nerlab.runner import CONFIG_ECHO_BYTES, RunSpec, echo, run_train
-from tests.conftest import ROOT
+from nerlab.runner import CONFIG_ECHO_BYTES, RunSpec, echo, run_for_ray, run_train
+from tests.helpers import ROOT
 
 FAKE = str(ROOT / "tests" / "fake_train.py")
 CONFIG = {"optim": {"lr": 0.05}}
@@ -63,3 +63,17 @@ def test_echo_cuts_at_a_line_end_and_says_how_much_is_left_out():
     assert shown.splitlines()[0] == "a: 1"
     assert shown.endswith(f"... ({len(text.rstrip()) - len('a: 1')} more bytes)")
     assert echo("a: 1\n") == "a: 1"
+
+
+def test_a_ray_task_saves_its_model_in_its_own_temp_dir_and_returns_the_files(tmp_root, tmp_path):
+    """A cluster's node need not see the driver's filesystem: the task never writes to the
+    driver's path, and the files travel back with the outcome (nerlab.pool writes them)."""
+    driver_path = tmp_path / "runs" / "t" / "final" / "abc" / "seed0"
+    spec = RunSpec(yaml.safe_dump(CONFIG), train_py=FAKE, save_model=str(driver_path))
+    outcome, log, files = run_for_ray(spec, {})
+    assert outcome.ok, log
+    assert sorted(files) == ["tokenizer/vocab.txt", "weights.bin"]
+    assert files["tokenizer/vocab.txt"] == b"[PAD]\nbrca1\n"
+    assert not (tmp_path / "runs").exists()
+    assert f"--save-model {driver_path}" not in log
+    assert list(tmp_root.iterdir()) == []  # the task's temp dir, model included, is gone

@@ -13,8 +13,7 @@ import pytest
 
 from nerlab import signals
 from nerlab.results import read_results
-from tests.conftest import HANG_GUARD_S
-from tests.helpers import agent_loop, make_repo, trainers_of, wait_for
+from tests.helpers import HANG_GUARD_S, agent_loop, make_repo, trainers_of, wait_for
 
 SIGNALS = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
 

@@ -16,7 +16,7 @@ from nerlab.runner import outcome_of
 from nerlab.store import Store
 from nerlab.summary import format_summary
 from nerlab.sweep import Cell
-from tests.conftest import run_script
+from tests.helpers import run_script
 
 SMOKE = "configs/smoke.yaml"
 SHORT = ["budget.steps=20"]  # a run is then ~5 s, nearly all of it imports

@@ -11,7 +11,7 @@ import predict
 from nerlab import tagging
 from nerlab.errors import UserError
 from nerlab.tagging import entities, read_text, text_units
-from tests.conftest import run_script
+from tests.helpers import run_script
 
 
 def test_entities_from_iob2():

@@ -6,7 +6,7 @@ from nerlab.conll import Sentence
 from nerlab.model import load_encoder, load_tokenizer
 from nerlab.synthetic import generate
 from nerlab.tokenize import IGNORE, cached_encode, encode
-from tests.conftest import run_script
+from tests.helpers import run_script
 
 
 @pytest.fixture(scope="module")

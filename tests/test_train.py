@@ -16,7 +16,7 @@ from nerlab.heads import TokenHead
 from nerlab.metrics import read_predictions, score
 from nerlab.results import read_results
 from nerlab.summary import KEYS, parse_summary
-from tests.conftest import ROOT, run_script
+from tests.helpers import ROOT, run_script
 
 
 def test_smoke_config_learns_and_reports(synthetic_home, tmp_path):
