@@ -21,14 +21,17 @@ KEYS = [
 # the reason names the config's corpora), else empty; the loop compares causes, not reasons.
 
 
+WIDTH = 22  # the longest key with its colon (`transformers_version:`) and a space
+
+
 def format_summary(values: dict) -> str:
     lines = ["---"]
     for key in KEYS + [k for k in values if k not in KEYS and k != "reason"]:
         v = values.get(key, "")
-        line = f"{key + ':':<17} {v:.6f}" if isinstance(v, float) else f"{key + ':':<17} {v}"
-        lines.append(line.rstrip())
+        value = f"{v:.6f}" if isinstance(v, float) else v
+        lines.append(f"{key + ':':<{WIDTH}}{value}".rstrip())
     if values.get("reason"):
-        lines.append(f"{'reason:':<17} {values['reason']}")
+        lines.append(f"{'reason:':<{WIDTH}}{values['reason']}")
     return "\n".join(lines)
 
 
