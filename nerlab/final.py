@@ -77,10 +77,13 @@ class SeedResult:
 # the tag: its baseline and its best
 
 
-def tag_arms(root: Path, tag: str, config: Path | None, results: Path, say=print) -> list[Arm]:
-    """[baseline] when the best is the baseline, else [baseline, best]. The config file is the
-    one the tag's loop edited (a `config` that contradicts it is refused); `config` and
-    `results` are relative to `root`, where the user stands."""
+def tag_arms(
+    root: Path, tag: str, config: Path | None, results: Path, say=print
+) -> tuple[list[Arm], str]:
+    """[baseline] when the best is the baseline, else [baseline, best], and the config file
+    they ran: the one the tag's loop edited (a `config` that contradicts it is refused),
+    relative to the repository. `config` and `results` are relative to `root`, where the user
+    stands."""
     git = RunBranch(root, tag)
     experiments = git.experiments()
     if not experiments:
@@ -102,7 +105,7 @@ def tag_arms(root: Path, tag: str, config: Path | None, results: Path, say=print
     arms = [_arm(git, "baseline", first, experiments, path, rows)]
     if number[best] != arms[0].n:
         arms.append(_arm(git, "best", number[best], experiments, path, rows))
-    return arms
+    return arms, path.relative_to(git.root).as_posix()
 
 
 def _arm(git: RunBranch, role: str, n: int, experiments: dict[int, str], config: Path, rows) -> Arm:
@@ -139,7 +142,7 @@ class FinalEvaluation:
         self.opts, self.say = opts, say
         self.root = Path(opts.root).resolve()
         self.dir = self.root / "runs" / opts.tag
-        self.arms = tag_arms(self.root, opts.tag, opts.config, opts.results, say)
+        self.arms, self.config = tag_arms(self.root, opts.tag, opts.config, opts.results, say)
         self.results: dict[str, dict[int, SeedResult]] = {a.commit: {} for a in self.arms}
 
     def seed_dir(self, arm: Arm, seed: int) -> Path:
@@ -219,7 +222,7 @@ class FinalEvaluation:
             "target": _target(self.arms[0]),
             "note": TEST_NOTE,
             "seeds": list(range(self.opts.seeds)),
-            "config_path": str(self.opts.config),  # the file the loop edits, in each commit
+            "config_path": self.config,  # the file the loop edits, in each commit
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "hardware": hardware(),
             "environments": environments(self.results),

@@ -201,6 +201,7 @@ def test_the_readme_loop_then_final_as_written_trains_the_tags_config(
     monkeypatch.chdir(repo)
     final.main(["--tag", "demo", "--seeds", "1"])
     report = json.loads((repo / "runs" / "demo" / "final.json").read_text())
+    assert report["config_path"] == "configs/smoke.yaml"  # the model card's Reproduce names it
     arms = [report[k] for k in ("baseline", "best") if k in report]
     shown = git.Repo(repo).git.show
     for arm in arms:
