@@ -123,10 +123,15 @@ def _damaged(path: Path, what: str) -> Iterator[None]:
 
 def _quiet_base_model(path: Path):
     """The encoder, from a --save-model directory or the base model of an exported checkpoint
-    (whose classifier weights transformers would list as unexpected: they are expected here)."""
-    level = hf_logging.get_verbosity()
+    (whose classifier weights transformers would list as unexpected: they are expected here),
+    without a "Loading weights" bar: a local file loads in an instant, and final.py's and
+    predict.py's output is the user's."""
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     try:
         return AutoModel.from_pretrained(path)
     finally:
         hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -16,7 +17,6 @@ import torch
 import yaml
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
-import final
 from nerlab import export as export_module
 from nerlab.config import parse_config_text
 from nerlab.conll import to_iob2
@@ -30,7 +30,7 @@ from nerlab.modelio import load_tagger, save_tagger
 from nerlab.results import append_row
 from nerlab.store import Store
 from nerlab.training import Tagger, tokenizer_texts
-from tests.helpers import FINAL_BASE, make_repo
+from tests.helpers import FINAL_BASE, ROOT, make_repo, run_script
 
 VIEW = View("ncbi_disease", "ncbi_disease", ("Disease",))
 
@@ -122,7 +122,6 @@ def test_mlp_head_is_refused(tmp_path, synthetic_home, monkeypatch):
 def test_an_mlp_best_is_refused_before_any_training(tmp_path, synthetic_home, monkeypatch):
     monkeypatch.setenv("NER_AR_HOME", str(synthetic_home))
     repo = make_repo(tmp_path / "proj", fake_train=False)
-    monkeypatch.chdir(repo)
     branch = RunBranch(repo, "t")
     branch.checkout()
     path = repo / "configs" / "current.yaml"
@@ -132,9 +131,11 @@ def test_an_mlp_best_is_refused_before_any_training(tmp_path, synthetic_home, mo
     row = {"commit": commit, "target": "ncbi_disease", "dev_f1": "0.5", "status": "keep"}
     append_row(repo / "results.tsv", {**row, "description": "baseline", "tag": "t", "n": 1})
     git.Repo(repo).git.checkout("main")
-    with pytest.raises(UserError, match="mlp head.*predict.py --model runs/t/final/") as e:
-        final.main(["--tag", "t", "--seeds", "1", "--export", str(tmp_path / "hf")])
-    assert "head.kind: linear" in str(e.value)  # what the user can do instead
+    r = run_script(str(ROOT / "final.py"), "--tag", "t", "--seeds", "1", "--export",
+                   str(tmp_path / "hf"), home=synthetic_home, cwd=repo)  # fmt: skip
+    assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r.stdout + r.stderr
+    assert re.match(r"error: .*mlp head.*predict.py --model runs/t/final/", r.stderr)
+    assert "head.kind: linear" in r.stderr  # what the user can do instead
     assert not (repo / "runs" / "t" / "final").exists()  # no seed started
     assert not (tmp_path / "hf").exists()
 

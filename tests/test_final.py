@@ -5,15 +5,15 @@ model (20 steps), in a throwaway repository whose tag is built with the loop's o
 from __future__ import annotations
 
 import json
+import os
 import statistics
+from pathlib import Path
 
 import git
 import pytest
 import yaml
 
-import final
 from nerlab.config import config_hash
-from nerlab.errors import UserError
 from nerlab.final import FinalEvaluation, FinalOptions, SeedResult, markdown
 from nerlab.gitops import RunBranch
 from nerlab.results import append_row
@@ -68,6 +68,12 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
+def final_py(*args: str, cwd):
+    """final.py as a user runs it, from `cwd` (NER_AR_HOME and CRASH_SEED from the test's
+    environment)."""
+    return run_script(str(ROOT / "final.py"), *args, home=Path(os.environ["NER_AR_HOME"]), cwd=cwd)
+
+
 @pytest.fixture
 def repo(tmp_path, synthetic_home, monkeypatch):
     monkeypatch.setenv("NER_AR_HOME", str(synthetic_home))
@@ -78,10 +84,11 @@ def repo(tmp_path, synthetic_home, monkeypatch):
     return path
 
 
-def test_final_crash_resume_and_export(repo, monkeypatch, capsys):
+def test_final_crash_resume_and_export(repo, monkeypatch):
     make_tag(repo, "t", [("baseline", None, "keep", 0.5), ("lr 0.02", 0.02, "discard", 0.4)])
     monkeypatch.setenv("CRASH_SEED", "1")
-    assert final.main(["--tag", "t", "--seeds", "2"]) == 1  # written, but incomplete
+    r = final_py("--tag", "t", "--seeds", "2", cwd=repo)
+    assert r.returncode == 1, r.stdout[-2000:] + r.stderr[-2000:]  # written, but incomplete
     report = json.loads((repo / "runs" / "t" / "final.json").read_text())
     base = report["baseline"]
     assert report["best_is_baseline"] and "best" not in report and report["difference"] is None
@@ -89,18 +96,18 @@ def test_final_crash_resume_and_export(repo, monkeypatch, capsys):
     assert base["seeds"][1] == {**base["seeds"][1], "status": "crash", "reason": "injected crash"}
     assert base["dev_checks_failed"] == []  # the saved model rescored = the run's own dev F1
     assert 0 < base["test"]["f1"] <= 1 and set(base["test"]["per_type"]) == {"Disease"}
-    captured = capsys.readouterr()
-    text = captured.out
+    text = r.stdout
     assert "test split is used here and nowhere else" in text and "injected crash" in text
-    assert "incomplete: baseline seed 1 did not finish" in captured.err
+    assert r.stderr.startswith("error: incomplete: baseline seed 1 did not finish")
     assert "The best is the baseline: no experiment beat it" in text
     done = repo / "runs" / "t" / "final" / base["commit"] / "seed0" / "scores.json"
     stamp = done.stat().st_mtime_ns
 
     monkeypatch.delenv("CRASH_SEED")
     out = repo / "hf"
-    assert final.main(["--tag", "t", "--seeds", "2", "--export", str(out)]) == 0
-    assert "final: 1 runs to train" in capsys.readouterr().out  # only the crashed seed
+    r = final_py("--tag", "t", "--seeds", "2", "--export", str(out), cwd=repo)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "final: 1 runs to train" in r.stdout  # only the crashed seed
     assert done.stat().st_mtime_ns == stamp
     base = json.loads((repo / "runs" / "t" / "final.json").read_text())["baseline"]
     assert base["finished"] == 2
@@ -114,27 +121,26 @@ def test_final_crash_resume_and_export(repo, monkeypatch, capsys):
     assert config["architectures"] == ["ModernBertForTokenClassification"]
     assert (repo / "runs" / "t" / "report.html").exists()
 
-    with pytest.raises(UserError, match="already exists"):  # before any training
-        final.main(["--tag", "t", "--seeds", "3", "--export", str(out)])
+    r = final_py("--tag", "t", "--seeds", "3", "--export", str(out), cwd=repo)
+    assert r.returncode == 1 and "already exists" in r.stderr  # before any training
+    assert "training" not in r.stdout and len(r.stderr.splitlines()) == 1
 
 
-def test_final_from_a_subdirectory_uses_the_repository_and_a_torn_score_is_redone(
-    repo, monkeypatch, capsys
-):
+def test_final_from_a_subdirectory_uses_the_repository_and_a_torn_score_is_redone(repo):
     """Run from docs/: train.py and runs/ are the repository's, --export is where the user
     stands; a scores.json torn by a kill (older versions wrote it in place) is trained again."""
     make_tag(repo, "t", [("baseline", None, "keep", 0.5)])
     (repo / "docs").mkdir()
-    monkeypatch.chdir(repo / "docs")
-    assert final.main(["--tag", "t", "--seeds", "1", "--export", "model"]) == 0
+    r = final_py("--tag", "t", "--seeds", "1", "--export", "model", cwd=repo / "docs")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert not (repo / "docs" / "runs").exists() and (repo / "runs" / "t" / "final.json").exists()
     assert (repo / "docs" / "model" / "config.json").exists()
     commit = json.loads((repo / "runs" / "t" / "final.json").read_text())["baseline"]["commit"]
     scores = repo / "runs" / "t" / "final" / commit / "seed0" / "scores.json"
     scores.write_text(scores.read_text()[:40])  # torn
-    capsys.readouterr()
-    assert final.main(["--tag", "t", "--seeds", "1"]) == 0
-    out = capsys.readouterr().out
+    r = final_py("--tag", "t", "--seeds", "1", cwd=repo / "docs")
+    out = r.stdout
+    assert r.returncode == 0, out[-2000:] + r.stderr[-2000:]
     assert "is damaged: that seed is trained again" in out and "final: 1 runs to train" in out
     assert json.loads(scores.read_text())["status"] == "ok"
 
@@ -175,11 +181,12 @@ def test_best_is_the_baseline(repo):
 
 
 def test_tags_without_a_result_are_clear_errors(repo):
-    with pytest.raises(UserError, match="tag 'none' has no experiments"):
-        final.main(["--tag", "none"])
+    r = final_py("--tag", "none", cwd=repo)
+    assert r.returncode == 1 and r.stderr.startswith("error: tag 'none' has no experiments")
     make_tag(repo, "c", [("baseline", None, "crash", 0.0)])
-    with pytest.raises(UserError, match="tag 'c' has no kept experiment yet"):
-        final.main(["--tag", "c"])
+    r = final_py("--tag", "c", cwd=repo)
+    assert r.returncode == 1 and r.stderr.startswith("error: tag 'c' has no kept experiment yet")
+    assert len(r.stderr.splitlines()) == 1
 
 
 def test_the_readme_loop_then_final_as_written_trains_the_tags_config(
@@ -198,8 +205,8 @@ def test_the_readme_loop_then_final_as_written_trains_the_tags_config(
         "--config", "configs/smoke.yaml", "--max-experiments", "3", home=synthetic_home, cwd=repo,
     )  # fmt: skip
     assert loop.returncode == 0, loop.stdout[-2000:] + loop.stderr[-2000:]
-    monkeypatch.chdir(repo)
-    final.main(["--tag", "demo", "--seeds", "1"])
+    r = final_py("--tag", "demo", "--seeds", "1", cwd=repo)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     report = json.loads((repo / "runs" / "demo" / "final.json").read_text())
     assert report["config_path"] == "configs/smoke.yaml"  # the model card's Reproduce names it
     arms = [report[k] for k in ("baseline", "best") if k in report]

@@ -6,11 +6,12 @@ import json
 import shutil
 
 import pytest
+import torch
 
-import predict
 from nerlab import tagging
 from nerlab.errors import UserError
-from nerlab.tagging import entities, read_text, text_units
+from nerlab.modelio import load_tagger
+from nerlab.tagging import entities, read_text, tag_text, text_units
 from tests.helpers import run_script
 
 
@@ -80,8 +81,9 @@ def test_bad_input_is_a_one_line_error(tmp_path, content, message):
     path.write_bytes(content)
     with pytest.raises(UserError, match=message):
         read_text(path)
-    with pytest.raises(UserError, match=message):  # before any model is looked for
-        predict.main([str(path), "--model", str(tmp_path / "none")])
+    r = run_script("predict.py", str(path), "--model", str(tmp_path / "none"), home=tmp_path)
+    assert r.returncode == 1 and r.stderr.startswith("error: ") and message in r.stderr
+    assert "no such model" not in r.stderr  # said before any model is looked for
 
 
 def test_missing_model_is_a_one_line_error(tmp_path):
@@ -119,21 +121,23 @@ def test_a_damaged_model_file_is_a_one_line_error_naming_it(trained_model, tmp_p
     assert damaged.split(".")[0] in last, r.stderr
 
 
-def test_the_output_is_written_as_it_is_tagged(trained_model, tmp_path, monkeypatch):
-    """The file grows chunk by chunk: each chunk's lines (but the one whose end is not known
-    yet) are on disk before the next chunk is tagged."""
-    text = tmp_path / "in.txt"
-    text.write_text("".join(f"Patients {i} with myocardial infarction .\n" for i in range(7)))
-    out = tmp_path / "out.jsonl"
+def test_the_output_is_tagged_as_it_goes(trained_model, tmp_path, monkeypatch):
+    """tag_text yields each chunk's lines (but the one whose end is not known yet) before the
+    next chunk is tagged; predict.py writes each line as it comes (line-buffered), so a long
+    file's output grows as it is tagged."""
+    text = "".join(f"Patients {i} with myocardial infarction .\n" for i in range(7))
+    out: list[str] = []
     seen = []
 
     def spy(*args, **kwargs):
-        seen.append(len(out.read_text().splitlines()) if out.exists() else 0)
+        seen.append(len(out))
         return predict_chunk(*args, **kwargs)
 
     predict_chunk = tagging.predict
     monkeypatch.setattr(tagging, "CHUNK", 2)
     monkeypatch.setattr(tagging, "predict", spy)
-    assert predict.main([str(text), "--model", str(trained_model[0]), "--out", str(out)]) == 0
+    device = torch.device("cpu")
+    for line in tag_text(load_tagger(trained_model[0], device), text, device, False):
+        out.append(line)
     assert len(seen) == 4 and all(b > a for a, b in zip(seen, seen[1:]))
-    assert len(out.read_text().splitlines()) == 7
+    assert len(out) == 7
