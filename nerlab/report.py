@@ -290,7 +290,7 @@ def _improvements(df: pd.DataFrame, git: RunBranch, config: Path) -> str:
             f"seed(s): {_e(r['description'])}{_note(r['reason'])}</p>"
         )
         diff = text if prev_text is None else config_diff(prev_text, text) or "(same config)"
-        out.append(head + _diff_html(diff, whole=prev_text is None))
+        out.append(head + diff_html(diff, whole=prev_text is None))
         prev_text = text
     return "\n".join(out) or "<p>No kept experiment.</p>"
 
@@ -313,7 +313,7 @@ def _config_at(git: RunBranch, commit: str, config: Path) -> str:
         return text
 
 
-def _diff_html(text: str, whole: bool) -> str:
+def diff_html(text: str, whole: bool) -> str:
     lines = []
     for line in text.splitlines():
         cls = "" if whole else {"+": "add", "-": "del"}.get(line[:1], "")
