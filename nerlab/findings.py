@@ -472,7 +472,8 @@ def caveat(f: Findings) -> str:
 
 def accounting(f: Findings) -> str:
     """Which experiments the findings rest on, and how they were fitted (plain text)."""
-    parts = [f"{f.experiments} experiments: {f.fitted} in the fit"]
+    fitted = "in the fit" if f.residual_df is not None else "scored"
+    parts = [f"{f.experiments} experiments: {f.fitted} {fitted}"]
     if f.crashed:
         parts.append(f"{f.crashed} crashed (left out)")
     if f.no_entity:
@@ -510,7 +511,7 @@ def tag_findings(root: Path, tag: str, results: Path, config: Path | None = None
     """The findings of a loop tag, with Optuna's importances where its study exists."""
     out = findings(load_records(root, tag, results, config))
     db = root / "runs" / tag / "optuna.db"
-    if db.exists():
+    if db.exists() and out.residual_df is not None:  # too few for a fit: too few to rank
         out.importances = optuna_importances(db)
     return out
 

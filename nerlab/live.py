@@ -37,6 +37,7 @@ REFRESH_S = 15  # the browser reloads it this often while the loop runs
 PROGRESS = re.compile(r"^stage \d+ \| step (\d+) \|.*\| ([\d.,]+) (steps|s) left\s*$")
 SEED_DONE = re.compile(r"^seed \d+: \w+_f1 ")
 TAIL_BYTES = 16_384  # of a run log read for its latest lines
+SLOT = "<!-- running now -->"  # where the cached report takes the Running now section
 
 
 class LivePage:
@@ -62,14 +63,19 @@ class LivePage:
         self.render_s.append(time.perf_counter() - t)
 
     def render(self, stopped: str | None) -> str:
+        """While the loop runs, Running now sits below the headline; once stopped the page is
+        the report under a line saying why."""
+        running = "" if stopped else f"<h2>Running now</h2>\n{self._running()}"
         body, last = self._report_part()
         head = "" if stopped else f'<meta http-equiv="refresh" content="{REFRESH_S}">'
-        parts = [self._banner(stopped, last), "<h2>Running now</h2>", self._running(stopped)]
-        return report.page(self.loop.opts.tag, "\n".join([*parts, body]), head)
+        banner = self._banner(stopped, last)
+        if body is None:  # no result yet
+            return report.page(self.loop.opts.tag, f"{banner}\n{running}", head)
+        return report.page(self.loop.opts.tag, banner + body.replace(SLOT, running, 1), head)
 
     # -- the report: rendered again only when results.tsv changed ------------------------
 
-    def _report_part(self) -> tuple[str, tuple | None]:
+    def _report_part(self) -> tuple[str | None, tuple | None]:
         loop = self.loop
         results = loop.root / loop.opts.results
         stat = results.stat() if results.exists() else None
@@ -78,13 +84,13 @@ class LivePage:
             self._report = (key, *self._render_report(results))
         return self._report[1], self._report[2]
 
-    def _render_report(self, results: Path) -> tuple[str, tuple | None]:
+    def _render_report(self, results: Path) -> tuple[str | None, tuple | None]:
         loop = self.loop
         try:
             body = report.render_body(loop.root, loop.opts.tag, results, loop.config_path,
-                                      loop.root / "matrix.tsv")  # fmt: skip
+                                      loop.root / "matrix.tsv", SLOT)  # fmt: skip
         except UserError:  # the tag has no row yet
-            return "<p>No result yet: the baseline runs first.</p>", None
+            return None, None
         rows = loop.ledger.tag_rows() if loop.ledger else None
         if rows is None or rows.empty:
             return body, None
@@ -106,9 +112,7 @@ class LivePage:
                 f"rewritten at every result and every {TICK_S:.0f} s, reloads itself every "
                 f"{REFRESH_S} s).{since}</p>")  # fmt: skip
 
-    def _running(self, stopped: str | None) -> str:
-        if stopped:
-            return "<p>Nothing: the loop has stopped.</p>"
+    def _running(self) -> str:
         exps = sorted(self.loop.in_flight.values(), key=lambda e: e.n)
         if not exps:
             return "<p>Nothing at this moment (the next experiment is being proposed).</p>"

@@ -94,9 +94,11 @@ def page(tag: str, body: str, head: str = "") -> str:
     )
 
 
-def render_body(root: Path, tag: str, results: Path, config: Path, matrix: Path) -> str:
+def render_body(root: Path, tag: str, results: Path, config: Path, matrix: Path,
+                running: str = "") -> str:  # fmt: skip
     """Everything the tag's rows say (a UserError when it has none yet); `config`: the path
-    of the file the loop edits (choose_config)."""
+    of the file the loop edits (choose_config); `running`: the live page's Running now
+    section, shown below the headline."""
     df = tag_experiments(results, root, tag)
     git = RunBranch(root, tag)
     summary = summarize(df, results)
@@ -106,6 +108,7 @@ def render_body(root: Path, tag: str, results: Path, config: Path, matrix: Path)
         f"<p class=sub>target {_e(summary['target'])} · branch autoresearch/{_e(tag)} · "
         f"results to {dt.datetime.now():%Y-%m-%d %H:%M}</p>",
         _headline(df, summary, final),
+        running,
         "<h2>Progress</h2>",
         _img(_progress_png(df), "progress of the experiments"),
         _numbered(df),
