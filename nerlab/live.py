@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from nerlab.experiment import Experiment
     from nerlab.loop import ResearchLoop
 
-TICK_S = 30.0  # the page is rewritten at least this often while runs are in flight
+TICK_S = 10.0  # the page is rewritten at least this often while runs are in flight (a few ms)
 REFRESH_S = 15  # the browser reloads it this often while the loop runs
 # train.py's plain progress line in a log (nerlab's StatusLine), e.g.
 # `stage 2 | step 90 | loss (10-step mean) 0.0004 | lr 1.42e-03 | 281 tok/s | 60 steps left`
