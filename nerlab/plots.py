@@ -32,7 +32,8 @@ def plot_progress(df: pd.DataFrame, out: Path) -> None:
 
 def progress_figure(df: pd.DataFrame, page: bool = False):
     """Every experiment of one target (`analysis.load_experiments` or `tag_experiments`) by its
-    number: discarded grey, kept green, hand runs blue, crashes as crosses at the bottom, the
+    number: discarded grey, kept green, hand runs blue, crashes as crosses and runs that found
+    no entity (F1 0) as triangles at the bottom, the
     running best as a step line with its seed spread (± std) where it has repeats. Kept and
     hand-run points carry their number; a key beside the axes gives their descriptions; the
     legend sits below the axes, so it hides no point. Text is drawn as written, never as
@@ -54,7 +55,7 @@ def _progress_figure(df: pd.DataFrame, page: bool):
                             wspace=0.04)  # fmt: skip
     ax = fig.add_subplot(grid[0])
     scored = df[df["status"] != "crash"]
-    grey = scored[scored["status"] == "discard"]
+    grey = scored[(scored["status"] == "discard") & (scored["dev_f1"] != 0)]
     ax.scatter(grey["n"], grey["dev_f1"], s=20, c="#b0b0b0", label="discarded", zorder=2)
     marked = scored[scored["status"].isin(KEPT)].sort_values("n")
     _spread(ax, df, best)
@@ -69,7 +70,13 @@ def _progress_figure(df: pd.DataFrame, page: bool):
     if len(crashes):  # at the bottom edge: a crash's F1 of 0 would squash the scale
         ax.scatter(crashes["n"], [0.03] * len(crashes), marker="x", c="#808080", s=26,
                    transform=ax.get_xaxis_transform(), label="crashed", zorder=3)  # fmt: skip
-    _set_ylim(ax, scored["dev_f1"].dropna(), 100.0 if page else 1.0)
+    # F1 0 (a run that found no entity) at the bottom edge too, so it does not set the scale
+    none = scored[scored["dev_f1"] == 0]
+    if len(none):
+        ax.scatter(none["n"], [0.03] * len(none), marker="v", c="#b0b0b0", s=24,
+                   transform=ax.get_xaxis_transform(), label="F1 0 (found no entity)",
+                   zorder=3)  # fmt: skip
+    _set_ylim(ax, scored["dev_f1"][scored["dev_f1"] != 0].dropna(), 100.0 if page else 1.0)
     ax.set_xlim(0.3, df["n"].max() + 0.7)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(_progress_title(df, best, page), fontsize=10, loc="left")

@@ -229,10 +229,13 @@ def test_the_progress_figure_of_the_page_fits_its_axis_and_has_no_key(repo):
     record_night(repo)
     df = tag_experiments(repo / "results.tsv", repo, "night")
     df.loc[df["n"] == 5, "dev_f1"] = 0.97
+    df.loc[df["n"] == 3, "dev_f1"] = 0.0  # found no entity: drawn at the bottom edge
     fig = progress_figure(df, page=True)
     low, high = fig.axes[0].get_ylim()
     assert len(fig.axes) == 1  # the page lists the numbered points itself
-    assert 97 < high < 100 and 0 < low < 60  # points; fitted: 0.97 does not stretch it to 1
+    assert 97 < high < 100 and 60 < low < 70  # points, fitted to 0.70 .. 0.97: not 0 to 1
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "F1 0 (found no entity)" in legend and "crashed" in legend
     labels = {t.get_text() for t in fig.axes[0].texts}
     assert {"1", "2", "5"} <= labels and all(t.get_fontsize() >= 9 for t in fig.axes[0].texts)
     plt.close(fig)
