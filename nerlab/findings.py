@@ -296,7 +296,7 @@ def _effects(terms: list[_Term], X_terms: list[_Term], fit: _Fit,
                     n_without=t.n_without)  # fmt: skip
         side = min(t.n_with, t.n_without)
         if side < MIN_SIDE:  # the first reason: whatever the fit, one side is too thin
-            note = f"{side} experiments on one side; {MIN_SIDE} needed"
+            note = f"{side} experiment{'' if side == 1 else 's'} on one side; {MIN_SIDE} needed"
             out.append(Effect(**base, verdict=TOO_FEW, note=note))
         elif t.label in why:
             verdict, _, note = why[t.label].partition(": ")
