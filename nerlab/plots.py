@@ -56,7 +56,8 @@ def _progress_figure(df: pd.DataFrame, page: bool):
     ax = fig.add_subplot(grid[0])
     scored = df[df["status"] != "crash"]
     grey = scored[(scored["status"] == "discard") & (scored["dev_f1"] != 0)]
-    ax.scatter(grey["n"], grey["dev_f1"], s=20, c="#b0b0b0", label="discarded", zorder=2)
+    if len(grey):
+        ax.scatter(grey["n"], grey["dev_f1"], s=20, c="#b0b0b0", label="discarded", zorder=2)
     marked = scored[scored["status"].isin(KEPT)].sort_values("n")
     _spread(ax, df, best)
     for status, style in (("keep", PROGRESS_KEPT), ("ok", PROGRESS_HAND)):
@@ -78,7 +79,7 @@ def _progress_figure(df: pd.DataFrame, page: bool):
                    zorder=3)  # fmt: skip
     _set_ylim(ax, scored["dev_f1"][scored["dev_f1"] != 0].dropna(), 100.0 if page else 1.0)
     ax.set_xlim(0.3, df["n"].max() + 0.7)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # 1 experiment: "1"
     ax.set_title(_progress_title(df, best, page), fontsize=10, loc="left")
     ax.set_xlabel("experiment #")
     ax.set_ylabel("dev F1 (points)" if page else "dev F1")

@@ -13,6 +13,7 @@ import datetime as dt
 import io
 import json
 import math
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -299,7 +300,14 @@ def _improvements(df: pd.DataFrame, git: RunBranch, config: Path) -> str:
 
 
 def _note(reason: str) -> str:
-    return f" <span class=note>(decision: {_e(reason)})</span>" if reason else ""
+    """The loop's decision (nerlab.stats writes F1 as a fraction, `0.8533`) in F1 points."""
+    if not reason:
+        return ""
+    text = FRACTION.sub(lambda m: f"{100 * float(m[0]):.2f}", reason)
+    return f" <span class=note>(decision: {_e(text)})</span>"
+
+
+FRACTION = re.compile(r"(?<![\d.])[01]\.\d{4}(?![\d.])")
 
 
 def _config_at(git: RunBranch, commit: str, config: Path) -> str:

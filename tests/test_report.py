@@ -265,6 +265,7 @@ def share_night(repo, descriptions: list[str]) -> None:
             "timestamp": (start + dt.timedelta(minutes=5 * i)).isoformat(), "commit": commit,
             "target": "ncbi_disease", "dev_f1": f"{f1:.6f}", "repeats": 1, "tag": "shares",
             "status": "keep" if n <= 3 else "discard", "description": desc, "n": n,
+            "reason": "+0.0400 over best 0.7000, beyond the noise margin" if n == 2 else "",
             "role": role, "train_s": "0"})  # fmt: skip
         if n <= 3:  # the baseline, then the first share of 20%, then of 40%: each better
             branch.land(n, commit, path, text, desc, role)
@@ -296,4 +297,16 @@ def test_the_report_shows_the_nights_findings_and_the_share_figure(repo, synthet
     assert "<script" not in page and "&lt;script&gt;alert(1)&lt;/script&gt; bc2gm $x^ 50%" in page
     assert "<td>share | 0.4 | `x` $2 [a](b)</td>" in page
     assert "<b>12</b><span>experiments</span>" in page
+    assert "(decision: +4.00 over best 70.00, beyond the noise margin)" in page  # points
     assert "<b>55 min</b>" in page and f"<b>{12 / (55 / 60):.1f}</b>" in page
+
+
+def test_the_figure_of_a_first_result_numbers_it_as_one(repo):
+    record_night(repo)
+    df = tag_experiments(repo / "results.tsv", repo, "night").head(1)
+    fig = progress_figure(df, page=True)
+    ax = fig.axes[0]
+    low, high = ax.get_xlim()
+    assert [t for t in ax.get_xticks() if low <= t <= high] == [1]  # not 0.30, 0.45, ...
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["kept", "running best"]
+    plt.close(fig)
