@@ -124,11 +124,11 @@ class LivePage:
         confirming = bool(exp.f1s)
         repeats = loop.opts.confirm_repeats - len(exp.f1s) if confirming else exp.cfg.repeats
         log = loop.logs.path(exp.n, ".confirm" if confirming else "")
-        lines = _tail(log)
-        line = next((x for x in reversed(lines) if PROGRESS.match(x)), "")
-        seeds = sum(bool(SEED_DONE.match(x)) for x in lines)
+        line, seeds = progress(_tail(log))
         elapsed = time.time() - started
         left = _left(line, seeds, repeats, exp.cfg.budget.seconds, elapsed)
+        if seeds >= repeats:
+            line = f"{line}\n(trained: evaluating, then the summary)".lstrip()
         what = "confirming with more seeds" if confirming else exp.role
         finish = ("" if left is None else f" · estimated finish "
                   f"{dt.datetime.now() + dt.timedelta(seconds=left):%H:%M} (in about "
@@ -162,6 +162,14 @@ class LivePage:
         return self._best[1]
 
 
+def progress(lines: list[str]) -> tuple[str, int]:
+    """The latest progress line of the seed in training ("" before its first) and the number
+    of seeds done (a `seed N: dev_f1 ...` line each)."""
+    done = [i for i, x in enumerate(lines) if SEED_DONE.match(x)]
+    current = lines[done[-1] + 1 :] if done else lines
+    return next((x for x in reversed(current) if PROGRESS.match(x)), ""), len(done)
+
+
 def _tail(log: Path) -> list[str]:
     try:
         with open(log, "rb") as f:
@@ -175,6 +183,8 @@ def _left(line: str, seeds: int, repeats: int, budget_s: float | None,
           elapsed: float) -> float | None:  # fmt: skip
     """Seconds until the run ends, from its progress so far (start-up and evaluation included
     in the pace); None before the first progress line."""
+    if seeds >= repeats:
+        return 0.0  # evaluating
     m = PROGRESS.match(line)
     if not m:
         return None

@@ -12,7 +12,7 @@ import pytest
 
 from nerlab import loop as loop_module
 from nerlab.agents import Proposal
-from nerlab.live import LivePage, _left
+from nerlab.live import LivePage, _left, progress
 from nerlab.loop import LoopOptions, ResearchLoop
 from tests.helpers import HANG_GUARD_S, Scripted, make_repo
 
@@ -117,3 +117,13 @@ def test_the_finish_is_estimated_from_the_pace_so_far():
     seconds = "stage 1 | step 9 | loss (10-step mean) 0.1 | lr 1e-3 | 9 tok/s | 30 s left"
     assert _left(seconds, 0, 1, 120.0, 100.0) == pytest.approx(100 / 3)  # 90 of 120 s done
     assert _left("stage 1: 30% of the budget on bc2gm", 0, 1, None, 5.0) is None
+
+
+def test_the_progress_of_the_seed_in_training_is_read_after_the_seeds_done():
+    first = "stage 2 | step 150 | loss (10-step mean) 0.1 | lr 1e-5 | 9 tok/s | 0 steps left"
+    second = "stage 1 | step 30 | loss (10-step mean) 0.5 | lr 1e-3 | 9 tok/s | 120 steps left"
+    done = "seed 0: dev_f1 0.800000 | steps 150 | loss 0.6 -> 0.1"
+    assert progress(["stage 1: 30% of the budget on bc2gm", first, done]) == ("", 1)
+    assert progress([first, done, second]) == (second, 1)
+    assert _left("", 1, 1, None, 30.0) == 0.0  # every seed trained: evaluating, never < 0
+    assert _left(second, 1, 2, None, 100.0) == pytest.approx(100 * (1 - 0.6) / 0.6)
