@@ -328,7 +328,8 @@ def findings(records: list[Record]) -> Findings:
                    len(scored) - len(rows) - len(none), None, [], [],
                    share_points(rows))  # fmt: skip
     if len(rows) < MIN_DF + 2:
-        out.notes.append(f"{len(rows)} scored experiments: too few for any estimate")
+        many = "s" if len(rows) != 1 else ""
+        out.notes.append(f"{len(rows)} scored experiment{many}: too few for any estimate")
         return out
     terms = _terms([factor_values(r.config) for r in rows])
     taken, why = _select(terms, len(rows))

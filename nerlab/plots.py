@@ -120,7 +120,8 @@ def _progress_title(df: pd.DataFrame, best: pd.Series, page: bool) -> str:
     value = f"{best.max():.2f} points" if page else f"{best.max():.4f}"
     head = f"{target}: best dev F1 {value}" if best.notna().any() else target
     hand = f", {c['ok']} hand run(s)" if c["ok"] else ""
-    counts = (f"{len(df)} experiments: {c['keep']} kept, {c['discard']} discarded, "
+    many = "s" if len(df) != 1 else ""
+    counts = (f"{len(df)} experiment{many}: {c['keep']} kept, {c['discard']} discarded, "
               f"{c['crash']} crashed{hand}")  # fmt: skip
     return f"{head}\n{counts}"
 
