@@ -37,9 +37,11 @@ lock: $(UV)
 	  --python-version 3.10 --generate-hashes --override .venv-lock/torch-override.txt \
 	  --no-emit-package torch --custom-compile-command "make lock" $(LOCK_FLAGS) -o $(LOCK)
 
+# A short Optuna night on the synthetic corpora in a scratch clone (runs/demo-night), then its
+# report page; about a minute on two cores, offline.
 demo: setup
 	$(PY) prepare_data.py --synthetic
-	$(PY) train.py --config configs/smoke.yaml
+	$(PY) -m nerlab.demo
 
 test: setup
 	.venv/bin/ruff check .

@@ -7,7 +7,8 @@
 Runs on branch autoresearch/<tag> (created, or resumed when it exists). Each experiment is a
 commit of the config file; it stays only if dev F1 beat the best by more than the noise (a
 smaller win is confirmed with extra seeds first). Every run is a row of results.tsv and a log
-in runs/<tag>/<n>.log. Stop with Ctrl-C at any time; rerun the same command to resume.
+in runs/<tag>/<n>.log; runs/<tag>/report.html shows the night as it goes (it reloads itself
+in a browser). Stop with Ctrl-C at any time; rerun the same command to resume.
 """
 
 from __future__ import annotations
@@ -100,6 +101,7 @@ def main() -> int:
         workers=args.workers,
         ray_address=args.ray_address,
         gpus_per_run=args.gpus_per_run,
+        live_page=True,  # runs/<tag>/report.html: open it in a browser while the night runs
     )
     loop = ResearchLoop(Path.cwd(), opts, proposer=None)
     loop.proposer = make_proposer(agent, args, loop.root, loop.config_path)

@@ -1,13 +1,14 @@
 """The research loop's own throughput: experiments per hour with --workers 1, 2, 4, and the
 loop's overhead per experiment (propose + check + git + record, all but waiting for runs).
 
-    python bench/loop_throughput.py [--sleep 5] [--experiments 25] [--workers 1,2,4]
+    python bench/loop_throughput.py [--sleep 5] [--experiments 25] [--workers 1,2,4] [--no-page]
 
 The trainer is tests/fake_train.py sleeping --sleep seconds per run (same CLI and summary block
 as train.py, no model), so a 2-core machine measures the loop, not training. Each setting runs
 in a fresh temporary repository with the optuna proposer on the synthetic corpora. The rate is
 taken from the baseline's result (which runs alone) to the last experiment's, so Ray's start-up
-is reported apart.
+is reported apart. The live report page (nerlab.live) is on, as in agent_loop.py, unless
+--no-page; its rewrites' cost is reported (they run while a run trains, not between runs).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # nerlab and tests, when run from anywhere
 
 
-def measure(workers: int, n: int, sleep: float, home: Path) -> dict:
+def measure(workers: int, n: int, sleep: float, home: Path, page: bool) -> dict:
     import yaml
 
     from nerlab import loop as loop_module
@@ -50,10 +51,10 @@ def measure(workers: int, n: int, sleep: float, home: Path) -> dict:
         pool = make_pool(*args, **kwargs)
         wait = pool.wait
 
-        def timed_wait():
+        def timed_wait(*args):
             t = time.perf_counter()
             try:
-                return wait()
+                return wait(*args)
             finally:
                 waited[0] += time.perf_counter() - t
 
@@ -70,13 +71,15 @@ def measure(workers: int, n: int, sleep: float, home: Path) -> dict:
     base = load_config(config)
     sources = ["bc5cdr_disease", "bc2gm", "linnaeus", "bc5cdr_chem"]
     proposer = OptunaProposer(base, sources, tmp / "optuna.db", seed=0)
-    opts = LoopOptions(tag="bench", max_experiments=n, workers=workers, confirm_repeats=1)
+    opts = LoopOptions(tag="bench", max_experiments=n, workers=workers, confirm_repeats=1,
+                       live_page=page)  # fmt: skip
     t0 = time.perf_counter()
     loop = ResearchLoop(repo, opts, proposer, say=say)
     loop.run()
     end = time.perf_counter()
     loop_module.make_pool = make_pool
     rows = loop.ledger.tag_rows()
+    renders = loop.page.render_s if loop.page else [0.0]
     shutil.rmtree(tmp, ignore_errors=True)
     after = n - 1  # experiments after the baseline
     return {
@@ -86,6 +89,7 @@ def measure(workers: int, n: int, sleep: float, home: Path) -> dict:
         "wall_s": end - t0,
         # driver time not spent waiting for a run, after the baseline (Ray's start-up aside)
         "overhead_ms": (end - marks["baseline"] - (waited[0] - marks["waited"])) / after * 1000,
+        "page_ms": (1000 * sum(renders) / len(renders), 1000 * max(renders), len(renders)),
     }
 
 
@@ -94,6 +98,7 @@ def main() -> int:
     p.add_argument("--sleep", type=float, default=5.0, help="seconds per fake run (default 5)")
     p.add_argument("--experiments", type=int, default=25)
     p.add_argument("--workers", default="1,2,4")
+    p.add_argument("--no-page", action="store_true", help="without the live report page")
     args = p.parse_args()
     home = Path(tempfile.mkdtemp(prefix="bench-home-"))
     os.environ["NER_AR_HOME"] = str(home)
@@ -107,13 +112,19 @@ def main() -> int:
         store.write(name, loaded.splits, {"source": loaded.source, "source_id": loaded.source_id})
     print(f"machine: {platform.node()} {os.cpu_count()} cores, python {platform.python_version()}")
     print(f"fake trainer: {args.sleep:g} s per run; {args.experiments} experiments per setting")
-    results = [measure(int(w), args.experiments, args.sleep, home) for w in args.workers.split(",")]
+    page = not args.no_page
+    results = [measure(int(w), args.experiments, args.sleep, home, page)
+               for w in args.workers.split(",")]  # fmt: skip
+    print(f"live page: {'on' if page else 'off'}")
     one = results[0]["per_hour"]
-    print("| workers | experiments/hour | speed-up | loop overhead per experiment | wall |")
-    print("|---:|---:|---:|---:|---:|")
+    print("| workers | experiments/hour | speed-up | loop overhead per experiment | wall | "
+          "page rewrite mean / max (count) |")  # fmt: skip
+    print("|---:|---:|---:|---:|---:|---:|")
     for r in results:
+        mean, most, count = r["page_ms"]
         print(f"| {r['workers']} | {r['per_hour']:.0f} | {r['per_hour'] / one:.2f}x | "
-              f"{r['overhead_ms']:.0f} ms | {r['wall_s']:.0f} s |")  # fmt: skip
+              f"{r['overhead_ms']:.0f} ms | {r['wall_s']:.0f} s | {mean:.0f} / {most:.0f} ms "
+              f"({count}) |")  # fmt: skip
     shutil.rmtree(home, ignore_errors=True)
     return 0
 

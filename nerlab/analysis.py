@@ -130,16 +130,19 @@ def summarize(df: pd.DataFrame, path: Path) -> dict:
 
 
 def night_cost(df: pd.DataFrame) -> dict | None:
-    """What the night cost, from the row times (each written when its experiment ended): the
-    experiments per hour after the first, and the share of that wall time spent in training
-    steps (seeds included); the rest is start-up, evaluation, proposals and git. With parallel
-    workers the share exceeds 100%."""
-    hours = elapsed_seconds(df) / 3600
-    if not hours:
+    """What the night cost, from the row times (each written when its experiment ended): its
+    hours, from the first experiment's start (its end less its training, the only part of it
+    a row times) to the last result; every experiment per hour of that; and the share of it
+    spent in training steps (seeds included); the rest is start-up, evaluation, proposals and
+    git. With parallel workers the share exceeds 100%."""
+    seconds = elapsed_seconds(df)
+    if not seconds:
         return None
-    later = df.iloc[1:]
-    train_h = float((later["train_s"].fillna(0) * later["repeats"].clip(lower=1)).sum()) / 3600
-    return {"hours": hours, "per_hour": len(later) / hours, "train_share": train_h / hours}
+    rows = df.sort_values(ROW) if ROW in df else df  # completion order
+    train_s = rows["train_s"].fillna(0) * rows["repeats"].clip(lower=1)
+    hours = (seconds + float(train_s.iloc[0])) / 3600
+    train_h = float(train_s.sum()) / 3600
+    return {"hours": hours, "per_hour": len(df) / hours, "train_share": train_h / hours}
 
 
 def elapsed_seconds(df: pd.DataFrame) -> float:

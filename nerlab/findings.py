@@ -296,7 +296,7 @@ def _effects(terms: list[_Term], X_terms: list[_Term], fit: _Fit,
                     n_without=t.n_without)  # fmt: skip
         side = min(t.n_with, t.n_without)
         if side < MIN_SIDE:  # the first reason: whatever the fit, one side is too thin
-            note = f"{side} experiments on one side; {MIN_SIDE} needed"
+            note = f"{side} experiment{'' if side == 1 else 's'} on one side; {MIN_SIDE} needed"
             out.append(Effect(**base, verdict=TOO_FEW, note=note))
         elif t.label in why:
             verdict, _, note = why[t.label].partition(": ")
@@ -328,7 +328,8 @@ def findings(records: list[Record]) -> Findings:
                    len(scored) - len(rows) - len(none), None, [], [],
                    share_points(rows))  # fmt: skip
     if len(rows) < MIN_DF + 2:
-        out.notes.append(f"{len(rows)} scored experiments: too few for any estimate")
+        many = "s" if len(rows) != 1 else ""
+        out.notes.append(f"{len(rows)} scored experiment{many}: too few for any estimate")
         return out
     terms = _terms([factor_values(r.config) for r in rows])
     taken, why = _select(terms, len(rows))
@@ -393,8 +394,8 @@ def _best_source(src: list[Effect], taken: list[_Term], fit: _Fit) -> str:
         name = second.label.removesuffix(" before the target")
         if diff - half > 0:
             text += (
-                f" More than {name} by {_points(diff)} [{_points(diff - half)}, "
-                f"{_points(diff + half)}]."
+                f" More than {name} by {points(diff)} [{points(diff - half)}, "
+                f"{points(diff + half)}]."
             )
         else:
             text += (
@@ -414,11 +415,11 @@ def _say(e: Effect) -> str:
 
 def _number_text(e: Effect) -> str:
     unit = f" {e.unit}" if e.unit else ""
-    return (f"{_points(e.estimate)} F1 points{unit}, 95% interval [{_points(e.low)}, "
-            f"{_points(e.high)}], n = {e.n_with} vs {e.n_without}")  # fmt: skip
+    return (f"{points(e.estimate)} F1 points{unit}, 95% interval [{points(e.low)}, "
+            f"{points(e.high)}], n = {e.n_with} vs {e.n_without}")  # fmt: skip
 
 
-def _points(x: float) -> str:
+def points(x: float) -> str:
     return f"{100 * x:+.1f}"
 
 
@@ -428,7 +429,7 @@ def _points(x: float) -> str:
 
 def findings_markdown(f: Findings, title: str = "") -> str:
     head = f"# Findings{': ' + title if title else ''} (target {f.target or 'n/a'})"
-    lines = [head, "", _accounting(f), ""]
+    lines = [head, "", accounting(f), ""]
     lines += [f"Note: {n}" for n in f.notes]
     found = sorted((e for e in f.effects if e.verdict == EFFECT), key=lambda e: -abs(e.estimate))
     if found:
@@ -453,18 +454,27 @@ def findings_markdown(f: Findings, title: str = "") -> str:
                   ""]  # fmt: skip
         lines += [f"- {k}: {v:.2f}" for k, v in f.importances.items()]
         lines.append("")
-    measured = sum(e.verdict in (EFFECT, NO_EFFECT) for e in f.effects)
-    if measured:
-        lines.append(
-            f"Read with care: of {measured} estimates, about {0.05 * measured:.1f} would exclude "
-            "0 by chance alone; the search picked its configs after seeing results, so these "
-            "are associations in this night's experiments, not a controlled trial."
-        )
+    if caveat(f):
+        lines.append(caveat(f))
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _accounting(f: Findings) -> str:
-    parts = [f"{f.experiments} experiments: {f.fitted} in the fit"]
+def caveat(f: Findings) -> str:
+    """How to read the estimates ("" when there are none)."""
+    measured = sum(e.verdict in (EFFECT, NO_EFFECT) for e in f.effects)
+    if not measured:
+        return ""
+    return (
+        f"Read with care: of {measured} estimates, about {0.05 * measured:.1f} would exclude "
+        "0 by chance alone; the search picked its configs after seeing results, so these "
+        "are associations in this night's experiments, not a controlled trial."
+    )
+
+
+def accounting(f: Findings) -> str:
+    """Which experiments the findings rest on, and how they were fitted (plain text)."""
+    fitted = "in the fit" if f.residual_df is not None else "scored"
+    parts = [f"{f.experiments} experiments: {f.fitted} {fitted}"]
     if f.crashed:
         parts.append(f"{f.crashed} crashed (left out)")
     if f.no_entity:
@@ -489,7 +499,7 @@ def _table(effects: list[Effect]) -> list[str]:
     lines = ["| factor | effect (F1 points) | 95% interval | n |", "|---|---:|---|---:|"]
     for e in effects:
         label = (f"{e.label} ({e.unit})" if e.unit else e.label).replace("|", "\\|")
-        lines.append(f"| {label} | {_points(e.estimate)} | [{_points(e.low)}, {_points(e.high)}]"
+        lines.append(f"| {label} | {points(e.estimate)} | [{points(e.low)}, {points(e.high)}]"
                      f" | {e.n_with} vs {e.n_without} |")  # fmt: skip
     return lines
 
@@ -502,7 +512,7 @@ def tag_findings(root: Path, tag: str, results: Path, config: Path | None = None
     """The findings of a loop tag, with Optuna's importances where its study exists."""
     out = findings(load_records(root, tag, results, config))
     db = root / "runs" / tag / "optuna.db"
-    if db.exists():
+    if db.exists() and out.residual_df is not None:  # too few for a fit: too few to rank
         out.importances = optuna_importances(db)
     return out
 

@@ -32,6 +32,7 @@ from nerlab.errors import UserError
 from nerlab.experiment import Experiment, RunLogs
 from nerlab.gitops import RunBranch
 from nerlab.ledger import Best, Ledger, refuse_records_elsewhere
+from nerlab.live import TICK_S, LivePage
 from nerlab.pool import Pool, make_pool
 from nerlab.proposals import NoValidProposal, ProposalCheck, ask
 from nerlab.provenance import choose_config
@@ -54,6 +55,7 @@ class LoopOptions:
     workers: int = 1
     ray_address: str | None = None
     gpus_per_run: float = 1.0
+    live_page: bool = False  # runs/<tag>/report.html rewritten as the loop goes (nerlab.live)
 
 
 class ResearchLoop:
@@ -71,6 +73,7 @@ class ResearchLoop:
         self.check: ProposalCheck | None = None
         self.in_flight: dict[int, Experiment] = {}
         self.crash_reasons: list[str] = []
+        self.page = LivePage(self) if opts.live_page else None
 
     # -- start: lock, clean tree, branch, recovery ---------------------------------------
 
@@ -108,22 +111,26 @@ class ResearchLoop:
     def run(self) -> None:
         self.start()
         pool = None
+        why = "stopped by an error"  # what the live page says: replaced below when known
         try:
             pool = make_pool(self.opts.workers, self.opts.ray_address, self.opts.gpus_per_run,
                              self.say)  # fmt: skip
             self._shared_gpu_note(pool)
-            self._drive(pool)
+            why = self._drive(pool)
         except KeyboardInterrupt as e:  # SIGINT, SIGTERM, SIGHUP: nerlab.signals
             self.git.reopen()
             if pool is not None:
                 pool.close()
                 pool = None
-            reason = f"interrupted ({signals.name_of(e)})"
+            reason = why = f"interrupted ({signals.name_of(e)})"
             for exp in list(self.in_flight.values()):
                 self.record(exp, RunOutcome("crash", reason=reason))
             done = ", ".join(f"[{n}]" for n in sorted(self.in_flight))
             self.in_flight.clear()
             raise signals.told(e, f"{done} recorded as crash" if done else "") from None
+        except Exception as e:  # a UserError (the same crash again and again, ...) or a bug
+            why = visible(e)
+            raise
         finally:
             if pool is not None:
                 pool.close()  # rows of runs still in flight are written by the next start
@@ -131,8 +138,11 @@ class ResearchLoop:
             if self.best:
                 self.git.sync_tree(self.config_path)  # never a reset: the tree may be the user's
             self.git.unlock()
+            if self.page:
+                self.page.update(stopped=why)
 
-    def _drive(self, pool: Pool) -> None:
+    def _drive(self, pool: Pool) -> str:
+        """Run experiments until a stop reason holds and none is in flight; returns it."""
         started = time.monotonic()
         while True:
             stop = self._stop_reason(started)
@@ -144,11 +154,20 @@ class ResearchLoop:
                     self._submit(pool, exp, exp.cfg.repeats)
                 stop = self._stop_reason(started)
             if not self.in_flight:
-                if stop:
-                    self.say(f"stopping: {stop}")
-                return
-            n, outcome = pool.wait()
+                self.say(f"stopping: {stop}")
+                return stop
+            n, outcome = self._wait(pool)
             self._finished(pool, self.in_flight[n], outcome)
+
+    def _wait(self, pool: Pool):
+        """The next run to finish; meanwhile the live page is rewritten: at once (what was
+        decided and started since the last wait) and every live.TICK_S."""
+        if self.page is None:
+            return pool.wait()
+        self.page.update()
+        while (done := pool.wait(TICK_S)) is None:
+            self.page.update()
+        return done
 
     def _stop_reason(self, started: float) -> str | None:
         limit = self.opts.max_experiments  # numbers used: experiments and failed proposals

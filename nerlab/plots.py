@@ -30,26 +30,34 @@ def plot_progress(df: pd.DataFrame, out: Path) -> None:
     _save(progress_figure(df), out)
 
 
-def progress_figure(df: pd.DataFrame):
+def progress_figure(df: pd.DataFrame, page: bool = False):
     """Every experiment of one target (`analysis.load_experiments` or `tag_experiments`) by its
-    number: discarded grey, kept green, hand runs blue, crashes as crosses at the bottom, the
+    number: discarded grey, kept green, hand runs blue, crashes as crosses and runs that found
+    no entity (F1 0) as triangles at the bottom, the
     running best as a step line with its seed spread (± std) where it has repeats. Kept and
     hand-run points carry their number; a key beside the axes gives their descriptions; the
     legend sits below the axes, so it hides no point. Text is drawn as written, never as
-    mathtext: a description is untrusted (`lr $x^ 50%` would not parse)."""
+    mathtext: a description is untrusted (`lr $x^ 50%` would not parse).
+
+    `page`: the report's version, in F1 points like the rest of its page and without the key
+    (the page lists the numbered points in its own, readable, text)."""
+    if page:
+        df = df.assign(dev_f1=100 * df["dev_f1"], dev_f1_std=100 * df["dev_f1_std"])
     with plt.rc_context(PLAIN_FIGURE_TEXT):  # read when each text object is created
-        return _progress_figure(df)
+        return _progress_figure(df, page)
 
 
-def _progress_figure(df: pd.DataFrame):
+def _progress_figure(df: pd.DataFrame, page: bool):
     best = running_best(df)
     width = max(8.0, min(16.0, 0.12 * df["n"].max() + 7))
-    fig = plt.figure(figsize=(width, 5.2))
-    grid = fig.add_gridspec(1, 2, width_ratios=[3.2, 1], wspace=0.04)
-    ax, key = fig.add_subplot(grid[0]), fig.add_subplot(grid[1])
+    fig = plt.figure(figsize=(width * 0.8 if page else width, 5.2))
+    grid = fig.add_gridspec(1, 1 if page else 2, width_ratios=[1] if page else [3.2, 1],
+                            wspace=0.04)  # fmt: skip
+    ax = fig.add_subplot(grid[0])
     scored = df[df["status"] != "crash"]
-    grey = scored[scored["status"] == "discard"]
-    ax.scatter(grey["n"], grey["dev_f1"], s=20, c="#b0b0b0", label="discarded", zorder=2)
+    grey = scored[(scored["status"] == "discard") & (scored["dev_f1"] != 0)]
+    if len(grey):
+        ax.scatter(grey["n"], grey["dev_f1"], s=20, c="#b0b0b0", label="discarded", zorder=2)
     marked = scored[scored["status"].isin(KEPT)].sort_values("n")
     _spread(ax, df, best)
     for status, style in (("keep", PROGRESS_KEPT), ("ok", PROGRESS_HAND)):
@@ -63,17 +71,24 @@ def _progress_figure(df: pd.DataFrame):
     if len(crashes):  # at the bottom edge: a crash's F1 of 0 would squash the scale
         ax.scatter(crashes["n"], [0.03] * len(crashes), marker="x", c="#808080", s=26,
                    transform=ax.get_xaxis_transform(), label="crashed", zorder=3)  # fmt: skip
-    _set_ylim(ax, scored["dev_f1"].dropna())
+    # F1 0 (a run that found no entity) at the bottom edge too, so it does not set the scale
+    none = scored[scored["dev_f1"] == 0]
+    if len(none):
+        ax.scatter(none["n"], [0.03] * len(none), marker="v", c="#b0b0b0", s=24,
+                   transform=ax.get_xaxis_transform(), label="F1 0 (found no entity)",
+                   zorder=3)  # fmt: skip
+    _set_ylim(ax, scored["dev_f1"][scored["dev_f1"] != 0].dropna(), 100.0 if page else 1.0)
     ax.set_xlim(0.3, df["n"].max() + 0.7)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_title(_progress_title(df, best), fontsize=10, loc="left")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # 1 experiment: "1"
+    ax.set_title(_progress_title(df, best, page), fontsize=10, loc="left")
     ax.set_xlabel("experiment #")
-    ax.set_ylabel("dev F1")
+    ax.set_ylabel("dev F1 (points)" if page else "dev F1")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, fontsize=8, frameon=False)
     fig.subplots_adjust(left=0.07, right=0.99, top=0.88, bottom=0.2)
-    _label_points(fig, ax, marked, scored)
-    _key(key, marked)
+    _label_points(fig, ax, marked, scored, 9 if page else 7)
+    if not page:
+        _key(fig.add_subplot(grid[1]), marked)
     return fig
 
 
@@ -99,17 +114,19 @@ def _spread(ax, df: pd.DataFrame, best: pd.Series) -> None:
                     lw=0, label="best ± std over seeds")  # fmt: skip
 
 
-def _progress_title(df: pd.DataFrame, best: pd.Series) -> str:
+def _progress_title(df: pd.DataFrame, best: pd.Series, page: bool) -> str:
     c = df["status"].value_counts().reindex(["keep", "discard", "crash", "ok"], fill_value=0)
-    target = df["target"].iloc[0]
-    head = f"{visible(target)}: best dev F1 {best.max():.4f}" if best.notna().any() else target
+    target = visible(df["target"].iloc[0])
+    value = f"{best.max():.2f} points" if page else f"{best.max():.4f}"
+    head = f"{target}: best dev F1 {value}" if best.notna().any() else target
     hand = f", {c['ok']} hand run(s)" if c["ok"] else ""
-    counts = (f"{len(df)} experiments: {c['keep']} kept, {c['discard']} discarded, "
+    many = "s" if len(df) != 1 else ""
+    counts = (f"{len(df)} experiment{many}: {c['keep']} kept, {c['discard']} discarded, "
               f"{c['crash']} crashed{hand}")  # fmt: skip
     return f"{head}\n{counts}"
 
 
-def _label_points(fig, ax, marked: pd.DataFrame, scored: pd.DataFrame) -> None:
+def _label_points(fig, ax, marked: pd.DataFrame, scored: pd.DataFrame, size: float) -> None:
     """Each kept/hand point's number, at the first offset where it touches no other label, no
     marker and stays inside the axes; a point with no free spot keeps only its key entry."""
     fig.canvas.draw()
@@ -127,7 +144,7 @@ def _label_points(fig, ax, marked: pd.DataFrame, scored: pd.DataFrame) -> None:
         for dy in LABEL_OFFSETS:
             text = ax.annotate(str(row["n"]), (row["n"], row["dev_f1"]), xytext=(0, dy),
                                textcoords="offset points", ha="center", va="center",
-                               fontsize=7, color="#1a5e1a", zorder=5)  # fmt: skip
+                               fontsize=size, color="#1a5e1a", zorder=5)  # fmt: skip
             box = text.get_window_extent(renderer)
             if _contains(inside, box) and not any(box.overlaps(t) for t in taken):
                 taken.append(box)
@@ -158,13 +175,15 @@ def _key(key, marked: pd.DataFrame) -> None:
 KEY_LINES = 28
 
 
-def _set_ylim(ax, values: pd.Series) -> None:
+def _set_ylim(ax, values: pd.Series, top: float) -> None:
+    """Fitted to the scores, a little room either side (labels also go below their points):
+    a best of 0.97 does not stretch the axis to 1.0. `top`: a perfect score (1 or 100)."""
     if values.empty:
-        ax.set_ylim(0, 1)
+        ax.set_ylim(0, top)
         return
     lo, hi = float(values.min()), float(values.max())
-    pad = max(0.02, 0.08 * (hi - lo))
-    ax.set_ylim(max(0.0, lo - pad), min(1.0 + pad, hi + 2 * pad))  # room above for the labels
+    pad = max(0.005 * top, 0.06 * (hi - lo))
+    ax.set_ylim(max(0.0, lo - pad), min(top, hi + pad))
 
 
 def plot_matrix(cells: list[Transfer], baselines: dict[str, Interval], df, out: Path) -> None:

@@ -34,8 +34,9 @@ class Pool(Protocol):
 
     def submit(self, key: Any, spec: RunSpec, log_path: Path) -> None: ...
 
-    def wait(self) -> tuple[Any, RunOutcome]:
-        """The next run to finish (blocks); only call with runs in flight."""
+    def wait(self, timeout: float | None = None) -> tuple[Any, RunOutcome] | None:
+        """The next run to finish (blocks); None when `timeout` seconds pass first (the loop
+        refreshes its live page meanwhile). Only call with runs in flight."""
 
     def in_flight(self) -> int: ...
 
@@ -65,8 +66,10 @@ class LocalPool:
     def in_flight(self) -> int:
         return len(self._futures)
 
-    def wait(self) -> tuple[Any, RunOutcome]:
-        done, _ = wait_futures(list(self._futures), return_when=FIRST_COMPLETED)
+    def wait(self, timeout: float | None = None) -> tuple[Any, RunOutcome] | None:
+        done, _ = wait_futures(list(self._futures), timeout, return_when=FIRST_COMPLETED)
+        if not done:
+            return None
         future = next(iter(done))
         key = self._futures.pop(future)
         try:
@@ -174,11 +177,13 @@ class RayPool:
     def in_flight(self) -> int:
         return len(self._pending)
 
-    def wait(self) -> tuple[Any, RunOutcome]:
+    def wait(self, timeout: float | None = None) -> tuple[Any, RunOutcome] | None:
+        until = None if timeout is None else time.monotonic() + timeout
         while True:
             deadlines = [t.deadline for t in self._pending.values() if t.deadline is not None]
-            timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
-            ready, _ = self.ray.wait(list(self._pending), num_returns=1, timeout=timeout)
+            deadlines += [until] if until is not None else []
+            left = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+            ready, _ = self.ray.wait(list(self._pending), num_returns=1, timeout=left)
             if ready:
                 return self._collect(ready[0])
             for ref, task in list(self._pending.items()):
@@ -188,6 +193,8 @@ class RayPool:
                     task.log.write_text("the Ray task did not return in time; cancelled\n")
                     reason = "timeout: the Ray task never returned"
                     return task.key, RunOutcome("crash", reason=reason)
+            if until is not None and time.monotonic() >= until:
+                return None
 
     def _collect(self, ref) -> tuple[Any, RunOutcome]:
         task = self._pending.pop(ref)

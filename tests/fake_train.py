@@ -40,6 +40,9 @@ if lr == 0.0321:
 if cfg["optim"].get("weight_decay", 0) >= 0.05:
     time.sleep(100 * cfg["optim"]["weight_decay"])
 if text.startswith("# agent_loop.py") and os.environ.get("FAKE_TRAIN_SLEEP"):
+    # train.py's progress line in a log (the live page shows it)
+    print(f"stage 1 | step 5 | loss (10-step mean) 0.5000 | lr {lr:.2e} | 100 tok/s | 5 steps "
+          "left", flush=True)  # fmt: skip
     time.sleep(float(os.environ["FAKE_TRAIN_SLEEP"]))
 status, reason = ("crash", "loss is nan at step 3") if lr >= 1 else ("ok", "")
 cause = ""

@@ -254,8 +254,10 @@ def test_the_cost_of_a_night():
         "train_s": [300.0, 300.0, 400.0], "repeats": [1, 3, 1],
     })  # fmt: skip
     cost = analysis.night_cost(df)
-    assert cost["hours"] == 2.0 and cost["per_hour"] == 1.0  # 2 experiments after the first
-    assert cost["train_share"] == pytest.approx((3 * 300 + 400) / 7200)
+    hours = (7200 + 300) / 3600  # from the first one's start: its end less its training
+    assert cost["hours"] == pytest.approx(hours)
+    assert cost["per_hour"] == pytest.approx(3 / hours)  # every experiment, the first too
+    assert cost["train_share"] == pytest.approx((300 + 3 * 300 + 400) / 3600 / hours)
     assert analysis.night_cost(df.iloc[:1]) is None
 
 
@@ -270,5 +272,10 @@ def test_a_timezone_change_counts_no_hours(tmp_path):
                "repeats": 1, "status": "discard"}  # fmt: skip
         append_row(path, {"timestamp": at.isoformat(), **row})
     s = analysis.summarize(analysis.load_experiments(path, None), path)
-    assert s["cost"]["hours"] == pytest.approx(2.0) and s["cost"]["per_hour"] == pytest.approx(6.0)
-    assert "Cost: 6.0 experiments/hour over 2.00 h" in analysis.summary_markdown(s)
+    hours = (2 * 3600 + 300) / 3600  # the first experiment's 300 s of training included
+    assert s["cost"]["hours"] == pytest.approx(hours)
+    assert s["cost"]["per_hour"] == pytest.approx(13 / hours)
+    assert (
+        f"Cost: {13 / hours:.1f} experiments/hour over {hours:.2f} h"
+        in analysis.summary_markdown(s)
+    )

@@ -244,7 +244,7 @@ def test_analyze_findings_json(tagged, capsys):
     assert out["target"] == TARGET and out["notes"] == ["2 scored experiments: too few for any "
                                                         "estimate"]  # fmt: skip
     assert analyze.main(["findings", "--tag", "night", "--config", "configs/smoke.yaml"]) == 0
-    assert "3 experiments: 2 in the fit, 1 crashed (left out)" in capsys.readouterr().out
+    assert "3 experiments: 2 scored, 1 crashed (left out)" in capsys.readouterr().out
 
 
 def test_the_share_figure_draws_one_line_per_source_and_the_rest_as_points(tmp_path):

@@ -115,3 +115,22 @@ def test_a_named_cluster_that_is_not_there_is_one_line(monkeypatch):
     address = f"127.0.0.1:{free_port()}"  # nothing listens there
     with pytest.raises(UserError, match=f"no Ray cluster answers at {address}"):
         make_pool(2, address)
+
+
+@pytest.mark.parametrize("workers", [1, 2])  # threads, Ray
+def test_a_wait_with_a_timeout_comes_back_empty_while_a_run_goes_on(workers, monkeypatch):
+    """The loop rewrites its live page between waits: a wait that times out is None, and the
+    run is still there for the next wait."""
+    from nerlab.pool import make_pool
+
+    monkeypatch.setenv("FAKE_TRAIN_SLEEP", "3")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    text = "# agent_loop.py experiment 2: sleeps\n" + yaml.safe_dump({"optim": {"lr": 0.05}})
+    pool = make_pool(workers, say=lambda *a: None)
+    try:
+        pool.submit("k", RunSpec(text, train_py=FAKE), _log())
+        assert pool.wait(0.1) is None and pool.in_flight() == 1
+        done = pool.wait(HANG_GUARD_S)
+        assert done is not None and done[0] == "k" and done[1].ok, done
+    finally:
+        pool.close()

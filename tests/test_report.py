@@ -4,6 +4,7 @@ loop's numbers through the tag's refs; report.html is one self-contained file.""
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import re
 
@@ -17,7 +18,10 @@ from nerlab.card import model_card
 from nerlab.config import ExperimentConfig
 from nerlab.errors import UserError
 from nerlab.final import markdown as final_markdown
+from nerlab.findings import EFFECT, points, tag_findings
 from nerlab.gitops import RunBranch
+from nerlab.plots import plt, progress_figure
+from nerlab.report import duration
 from nerlab.results import append_row
 from tests.helpers import FINAL_BASE as BASE
 
@@ -153,7 +157,7 @@ def test_report_is_one_self_contained_page(repo):
     assert "<script" not in page
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
     assert len(images) == 1 and base64.b64decode(images[0]).startswith(b"\x89PNG")
-    assert "0.7000 → 0.8000" in page and "79.00 ± 1.00" in page and "+11.00 [95% CI" in page
+    assert "70.00 → 80.00" in page and "79.00 ± 1.00" in page and "+11.00 [95% CI" in page
     assert "loss is nan at step 3" in page
     # the improvements: #2 against the baseline's config, then #5 against #2's
     assert page.index(f"<b>#2</b> <code>{commits[2]}</code>") < page.index("<b>#5</b>")
@@ -203,3 +207,106 @@ def test_hostile_descriptions_stay_text_in_the_report_final_md_and_the_card(repo
         html = rendered(text)
         assert not re.search(r"<(script|img|a)\b", html) and "\x1b" not in html
         assert "&lt;script&gt;" in html or "javascript:alert(1)" in html
+
+
+def test_the_headline_says_what_it_counts_in_one_unit(repo):
+    record_night(repo)
+    assert analyze.main(["report", "--tag", "night"]) == 0
+    page = (repo / "runs" / "night" / "report.html").read_text()
+    # 2 kept of the 4 judged (#2, #3, #4, #5): the baseline is kept by rule and not counted
+    assert "<b>2 of 4</b><span>experiments kept (the baseline not counted)</span>" in page
+    text = re.sub(r"<pre>.*?</pre>", "", page, flags=re.S)  # configs hold fractions (lr)
+    assert not re.search(r"\b0\.\d{4}\b", text)  # F1 points everywhere, never 0.8000
+    assert "<b>80.00</b> (+2.00)" in page  # #5 over #2, in points
+
+
+def test_durations_read_at_a_glance():
+    assert [duration(s) for s in (42, 600, 3599, 5 * 3600)] == ["42 s", "10 min", "60 min",
+                                                                "5.0 h"]  # fmt: skip
+
+
+def test_the_progress_figure_of_the_page_fits_its_axis_and_has_no_key(repo):
+    record_night(repo)
+    df = tag_experiments(repo / "results.tsv", repo, "night")
+    df.loc[df["n"] == 5, "dev_f1"] = 0.97
+    df.loc[df["n"] == 3, "dev_f1"] = 0.0  # found no entity: drawn at the bottom edge
+    fig = progress_figure(df, page=True)
+    low, high = fig.axes[0].get_ylim()
+    assert len(fig.axes) == 1  # the page lists the numbered points itself
+    assert 97 < high < 100 and 60 < low < 70  # points, fitted to 0.70 .. 0.97: not 0 to 1
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "F1 0 (found no entity)" in legend and "crashed" in legend
+    labels = {t.get_text() for t in fig.axes[0].texts}
+    assert {"1", "2", "5"} <= labels and all(t.get_fontsize() >= 9 for t in fig.axes[0].texts)
+    plt.close(fig)
+
+
+SHARES = (0.0, 0.2, 0.4)  # of the budget on bc2gm before the target
+
+
+def share_night(repo, descriptions: list[str]) -> None:
+    """12 experiments, 5 minutes apart (the first three kept): bc2gm before the target on a
+    share of 0, 20 or 40% of the budget, dev F1 up 2 points per 10% of share (and a little
+    noise)."""
+    branch = RunBranch(repo, "shares")
+    branch.checkout()
+    path = repo / "configs" / "current.yaml"
+    start = dt.datetime(2026, 1, 1, 22, 0)
+    for i in range(12):
+        n, share = i + 1, SHARES[i % 3]
+        stages = [{"corpora": ["bc2gm"], "fraction": share}] if share else []
+        stages.append({"corpora": ["ncbi_disease"], "fraction": round(1 - share, 2)})
+        text = yaml.safe_dump({**BASE, "curriculum": stages})
+        role = "baseline" if n == 1 else "experiment"
+        desc = "baseline" if n == 1 else descriptions[(i - 1) % len(descriptions)]
+        commit = branch.experiment_commit(n, path, text, desc, branch.tip().hexsha, role)
+        f1 = 0.70 + 0.2 * share + 0.002 * (i % 2)
+        append_row(repo / "results.tsv", {
+            "timestamp": (start + dt.timedelta(minutes=5 * i)).isoformat(), "commit": commit,
+            "target": "ncbi_disease", "dev_f1": f"{f1:.6f}", "repeats": 1, "tag": "shares",
+            "status": "keep" if n <= 3 else "discard", "description": desc, "n": n,
+            "reason": "+0.0400 over best 0.7000, beyond the noise margin" if n == 2 else "",
+            "role": role, "train_s": "0"})  # fmt: skip
+        if n <= 3:  # the baseline, then the first share of 20%, then of 40%: each better
+            branch.land(n, commit, path, text, desc, role)
+    branch.repo.git.checkout("main")
+
+
+def test_the_report_shows_the_nights_findings_and_the_share_figure(repo, synthetic_home,
+                                                                    monkeypatch):  # fmt: skip
+    monkeypatch.setenv("NER_AR_HOME", str(synthetic_home))
+    hostile = ["<script>alert(1)</script> bc2gm $x^ 50%", "share | 0.4 | `x` $2 [a](b)"]
+    share_night(repo, hostile)
+    assert analyze.main(["report", "--tag", "shares"]) == 0
+    page = (repo / "runs" / "shares" / "report.html").read_text()
+    findings = page.split("<h2>Findings</h2>")[1].split("<h2>")[0]
+    f = tag_findings(repo, "shares", repo / "results.tsv")
+    share = {e.factor: e for e in f.effects}["share"]
+    assert share.verdict == EFFECT  # 2 points per 10% of the budget, known
+    effects = findings.split("<h3>Effects")[1].split("<h3>")[0]
+    row = (
+        f"<td>budget share of the sources</td><td>per +10% of the budget</td><td class=num>"
+        f"{points(share.estimate)}</td><td class=num>[{points(share.low)}, "
+        f"{points(share.high)}]</td><td class=num>{share.n_with} vs {share.n_without}</td>"
+    )
+    assert row in effects  # fmt: skip
+    assert "12 experiments: 12 in the fit" in findings and "Read with care" in findings
+    images = re.findall(r'<img(?: class=small)? alt="([^"]+)"', page)
+    assert images == ["progress of the experiments", "F1 against pretraining share per source"]
+    # what the proposer wrote is text wherever it shows (the numbered points' list)
+    assert "<script" not in page and "&lt;script&gt;alert(1)&lt;/script&gt; bc2gm $x^ 50%" in page
+    assert "<td>share | 0.4 | `x` $2 [a](b)</td>" in page
+    assert "<b>12</b><span>experiments</span>" in page
+    assert "(decision: +4.00 over best 70.00, beyond the noise margin)" in page  # points
+    assert "<b>55 min</b>" in page and f"<b>{12 / (55 / 60):.1f}</b>" in page
+
+
+def test_the_figure_of_a_first_result_numbers_it_as_one(repo):
+    record_night(repo)
+    df = tag_experiments(repo / "results.tsv", repo, "night").head(1)
+    fig = progress_figure(df, page=True)
+    ax = fig.axes[0]
+    low, high = ax.get_xlim()
+    assert [t for t in ax.get_xticks() if low <= t <= high] == [1]  # not 0.30, 0.45, ...
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["kept", "running best"]
+    plt.close(fig)
