@@ -474,7 +474,8 @@ def caveat(f: Findings) -> str:
 def accounting(f: Findings) -> str:
     """Which experiments the findings rest on, and how they were fitted (plain text)."""
     fitted = "in the fit" if f.residual_df is not None else "scored"
-    parts = [f"{f.experiments} experiments: {f.fitted} {fitted}"]
+    many = "s" if f.experiments != 1 else ""
+    parts = [f"{f.experiments} experiment{many}: {f.fitted} {fitted}"]
     if f.crashed:
         parts.append(f"{f.crashed} crashed (left out)")
     if f.no_entity:
