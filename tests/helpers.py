@@ -23,12 +23,21 @@ ROOT = Path(__file__).resolve().parents[1]
 HANG_GUARD_S = 1800  # catches a hung script, never a slow machine: budgets are in steps
 
 
-def run_script(*args: str, home: Path, timeout: float = HANG_GUARD_S, cwd: Path = ROOT):
-    """Run a top-level script as a user would; returns the CompletedProcess."""
-    env = {**os.environ, "NER_AR_HOME": str(home)}
+def run_script(*args: str, home: Path | None = None, timeout: float = HANG_GUARD_S,
+               cwd: Path = ROOT):  # fmt: skip
+    """Run a top-level script as a user would (its path relative to `cwd`; `home` is
+    NER_AR_HOME, else the test's own); returns the CompletedProcess."""
+    env = {**os.environ, **({"NER_AR_HOME": str(home)} if home else {})}
     return subprocess.run(
         [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def analyze_py(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """analyze.py from `cwd`, asserted to succeed."""
+    r = run_script(str(ROOT / "analyze.py"), *args, cwd=cwd)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    return r
 
 
 BASE = {
@@ -58,12 +67,18 @@ def make_repo(path: Path, fake_train: bool) -> Path:
     shutil.copy(ROOT / ".gitignore", path / ".gitignore")
     shutil.copy(ROOT / "program.md", path / "program.md")
     (path / "configs" / "current.yaml").write_text(yaml.safe_dump(BASE))
-    repo = git.Repo.init(path, initial_branch="main")
+    init_repo(path)
+    return path
+
+
+def init_repo(path: Path, branch: str = "main") -> git.Repo:
+    """`path`'s files as the first commit of a new repository on `branch`."""
+    repo = git.Repo.init(path, initial_branch=branch)
     with repo.config_writer() as c:
         c.set_value("user", "name", "test").set_value("user", "email", "test@example.com")
     repo.git.add(A=True)
     repo.index.commit("project")
-    return path
+    return repo
 
 
 class Scripted:

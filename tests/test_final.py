@@ -5,9 +5,7 @@ model (20 steps), in a throwaway repository whose tag is built with the loop's o
 from __future__ import annotations
 
 import json
-import os
 import statistics
-from pathlib import Path
 
 import git
 import pytest
@@ -71,7 +69,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 def final_py(*args: str, cwd):
     """final.py as a user runs it, from `cwd` (NER_AR_HOME and CRASH_SEED from the test's
     environment)."""
-    return run_script(str(ROOT / "final.py"), *args, home=Path(os.environ["NER_AR_HOME"]), cwd=cwd)
+    return run_script(str(ROOT / "final.py"), *args, cwd=cwd)
 
 
 @pytest.fixture

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import json
 
-import git
 import numpy as np
 import pytest
 import yaml
 from scipy import stats as sps
 
-import analyze
 from nerlab.config import ExperimentConfig
 from nerlab.findings import (
     ALIASED,
@@ -31,6 +29,7 @@ from nerlab.findings import (
 from nerlab.gitops import RunBranch
 from nerlab.plots import plot_share, plt, share_figure
 from nerlab.results import append_row
+from tests.helpers import analyze_py, init_repo
 
 TARGET = "ncbi_disease"
 
@@ -205,11 +204,7 @@ def tagged(tmp_path, monkeypatch, synthetic_home):
     path = tmp_path / "proj"
     (path / "configs").mkdir(parents=True)
     (path / "configs" / "smoke.yaml").write_text(yaml.safe_dump(raw()))
-    repo = git.Repo.init(path, initial_branch="main")
-    with repo.config_writer() as c:
-        c.set_value("user", "name", "test").set_value("user", "email", "test@example.com")
-    repo.git.add(A=True)
-    repo.index.commit("project")
+    repo = init_repo(path)
     monkeypatch.chdir(path)
     branch = RunBranch(path, "night")
     config = path / "configs" / "smoke.yaml"
@@ -237,14 +232,13 @@ def test_a_tags_records_come_from_its_commits_and_rows(tagged):
     assert records[2].config.optim.lr == 1.0
 
 
-def test_analyze_findings_json(tagged, capsys):
-    assert analyze.main(["findings", "--tag", "night", "--json"]) == 0
-    out = json.loads(capsys.readouterr().out)
+def test_analyze_findings_json(tagged):
+    out = json.loads(analyze_py("findings", "--tag", "night", "--json", cwd=tagged).stdout)
     assert (out["experiments"], out["fitted"], out["crashed"]) == (3, 2, 1)
     assert out["target"] == TARGET and out["notes"] == ["2 scored experiments: too few for any "
                                                         "estimate"]  # fmt: skip
-    assert analyze.main(["findings", "--tag", "night", "--config", "configs/smoke.yaml"]) == 0
-    assert "3 experiments: 2 scored, 1 crashed (left out)" in capsys.readouterr().out
+    r = analyze_py("findings", "--tag", "night", "--config", "configs/smoke.yaml", cwd=tagged)
+    assert "3 experiments: 2 scored, 1 crashed (left out)" in r.stdout
 
 
 def test_the_share_figure_draws_one_line_per_source_and_the_rest_as_points(tmp_path):

@@ -7,11 +7,10 @@ import itertools
 
 import pytest
 
-import analyze
 from nerlab import analysis
 from nerlab.plots import plt, progress_figure
 from nerlab.results import append_row
-from tests.helpers import write_loop_log
+from tests.helpers import analyze_py, write_loop_log
 
 
 def crowded(tmp_path):
@@ -53,7 +52,7 @@ def test_progress_in_vector_formats(tmp_path, suffix, magic):
     path = tmp_path / "results.tsv"
     write_loop_log(path, n=12)
     out = tmp_path / f"progress{suffix}"
-    assert analyze.main(["progress", "--results", str(path), "--out", str(out)]) == 0
+    analyze_py("progress", "--results", str(path), "--out", str(out))
     assert out.read_bytes().startswith(magic)
 
 
@@ -64,7 +63,7 @@ def test_descriptions_are_drawn_as_written_never_as_mathtext(tmp_path):
         append_row(path, {"commit": f"m{i}", "target": "ncbi_disease", "dev_f1": "0.99",
                           "status": "keep", "description": text})  # fmt: skip
     out = tmp_path / "progress.png"
-    assert analyze.main(["progress", "--results", str(path), "--out", str(out)]) == 0
+    analyze_py("progress", "--results", str(path), "--out", str(out))
     assert out.read_bytes().startswith(b"\x89PNG")
     fig = progress_figure(analysis.load_experiments(path, "ncbi_disease"))
     key = fig.axes[1].texts[0].get_text()

@@ -18,7 +18,7 @@ from nerlab.errors import UserError
 from nerlab.record import record, run_timeout
 from nerlab.results import COLUMNS, read_results
 from nerlab.summary import format_summary
-from tests.helpers import ROOT, run_script
+from tests.helpers import ROOT, init_repo, run_script
 
 CONFIG = {
     "target": "ncbi_disease", "model": "tiny", "data": "synthetic", "budget": {"seconds": 60},
@@ -35,12 +35,7 @@ def repo(tmp_path) -> Path:
     (root / "configs").mkdir(parents=True)
     shutil.copy(ROOT / ".gitignore", root / ".gitignore")
     (root / "configs" / "current.yaml").write_text(yaml.safe_dump(CONFIG))
-    r = git.Repo.init(root, initial_branch="autoresearch/t")
-    with r.config_writer() as c:
-        c.set_value("user", "name", "test").set_value("user", "email", "test@example.com")
-    r.git.add(A=True)
-    r.git.commit("-m", "project")
-    r.git.commit("--allow-empty", "-m", "baseline")
+    init_repo(root, "autoresearch/t").git.commit("--allow-empty", "-m", "baseline")
     return root
 
 

@@ -8,11 +8,9 @@ import datetime as dt
 import json
 import re
 
-import git
 import pytest
 import yaml
 
-import analyze
 from nerlab.analysis import tag_experiments
 from nerlab.card import model_card
 from nerlab.config import ExperimentConfig
@@ -24,6 +22,7 @@ from nerlab.plots import plt, progress_figure
 from nerlab.report import duration
 from nerlab.results import append_row
 from tests.helpers import FINAL_BASE as BASE
+from tests.helpers import ROOT, analyze_py, init_repo, run_script
 
 
 @pytest.fixture
@@ -31,11 +30,7 @@ def repo(tmp_path, monkeypatch):
     path = tmp_path / "proj"
     (path / "configs").mkdir(parents=True)
     (path / "configs" / "current.yaml").write_text(yaml.safe_dump(BASE))
-    r = git.Repo.init(path, initial_branch="main")
-    with r.config_writer() as c:
-        c.set_value("user", "name", "test").set_value("user", "email", "test@example.com")
-    r.git.add(A=True)
-    r.index.commit("project")
+    init_repo(path)
     monkeypatch.chdir(path)
     return path
 
@@ -151,7 +146,7 @@ def test_report_is_one_self_contained_page(repo):
     commits = record_night(repo)
     final = final_report(commits)
     (repo / "runs" / "night" / "final.json").write_text(json.dumps(final))
-    assert analyze.main(["report", "--tag", "night"]) == 0
+    analyze_py("report", "--tag", "night", cwd=repo)
     page = (repo / "runs" / "night" / "report.html").read_text()
     assert not re.search(r"""(src|href)=["']?(https?:|//|file:)""", page)
     assert "<script" not in page
@@ -167,8 +162,11 @@ def test_report_is_one_self_contained_page(repo):
 
 def test_report_with_a_wrong_config_path_names_the_tags(repo):
     record_night(repo)
-    with pytest.raises(UserError, match="tag 'night' edits configs/current.yaml"):
-        analyze.main(["report", "--tag", "night", "--config", "configs/smoke.yaml"])
+    r = run_script(str(ROOT / "analyze.py"), "report", "--tag", "night", "--config",
+                   "configs/smoke.yaml", cwd=repo)  # fmt: skip
+    assert r.returncode == 1 and len(r.stderr.splitlines()) == 1
+    assert r.stderr.startswith("error: --config configs/smoke.yaml: tag 'night' edits "
+                               "configs/current.yaml")  # fmt: skip
 
 
 HOSTILE = {
@@ -193,7 +191,7 @@ def test_hostile_descriptions_stay_text_in_the_report_final_md_and_the_card(repo
     final["best"]["seeds"] = [{"seed": 0, "status": "crash", "reason": HOSTILE[2]}]
     final["baseline"] |= {"description": "baseline", "seeds": []}
     (repo / "runs" / "night" / "final.json").write_text(json.dumps(final))
-    assert analyze.main(["report", "--tag", "night"]) == 0  # the `$` figure renders
+    analyze_py("report", "--tag", "night", cwd=repo)  # the `$` figure renders
     page = (repo / "runs" / "night" / "report.html").read_text()
     assert "<script" not in page and page.count("<img") == 1 and "href" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "\x1b" not in page
@@ -211,7 +209,7 @@ def test_hostile_descriptions_stay_text_in_the_report_final_md_and_the_card(repo
 
 def test_the_headline_says_what_it_counts_in_one_unit(repo):
     record_night(repo)
-    assert analyze.main(["report", "--tag", "night"]) == 0
+    analyze_py("report", "--tag", "night", cwd=repo)
     page = (repo / "runs" / "night" / "report.html").read_text()
     # 2 kept of the 4 judged (#2, #3, #4, #5): the baseline is kept by rule and not counted
     assert "<b>2 of 4</b><span>experiments kept (the baseline not counted)</span>" in page
@@ -277,7 +275,7 @@ def test_the_report_shows_the_nights_findings_and_the_share_figure(repo, synthet
     monkeypatch.setenv("NER_AR_HOME", str(synthetic_home))
     hostile = ["<script>alert(1)</script> bc2gm $x^ 50%", "share | 0.4 | `x` $2 [a](b)"]
     share_night(repo, hostile)
-    assert analyze.main(["report", "--tag", "shares"]) == 0
+    analyze_py("report", "--tag", "shares", cwd=repo)
     page = (repo / "runs" / "shares" / "report.html").read_text()
     findings = page.split("<h2>Findings</h2>")[1].split("<h2>")[0]
     f = tag_findings(repo, "shares", repo / "results.tsv")
