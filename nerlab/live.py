@@ -16,19 +16,19 @@ import contextlib
 import datetime as dt
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from nerlab import report
 from nerlab.config import dump_config, parse_config_text
 from nerlab.errors import UserError
+from nerlab.experiment import Experiment, RunLogs
 from nerlab.files import write_atomic
+from nerlab.gitops import RunBranch
+from nerlab.ledger import Best, Ledger
 from nerlab.proposals import config_diff
 from nerlab.text import html, visible
-
-if TYPE_CHECKING:
-    from nerlab.experiment import Experiment
-    from nerlab.loop import ResearchLoop
 
 TICK_S = 10.0  # the page is rewritten at least this often while runs are in flight (a few ms)
 REFRESH_S = 15  # the browser reloads it this often while the loop runs
@@ -40,8 +40,28 @@ TAIL_BYTES = 16_384  # of a run log read for its latest lines
 SLOT = "<!-- running now -->"  # where the cached report takes the Running now section
 
 
+class Options(Protocol):
+    tag: str
+    results: Path
+    confirm_repeats: int
+
+
+class Driver(Protocol):
+    """What the page reads of the loop (nerlab.loop.ResearchLoop): its state, never changed."""
+
+    root: Path
+    config_path: Path
+    opts: Options
+    git: RunBranch
+    ledger: Ledger | None
+    best: Best | None
+    logs: RunLogs
+    in_flight: dict[int, Experiment]
+    say: Callable[[str], None]
+
+
 class LivePage:
-    def __init__(self, loop: ResearchLoop):
+    def __init__(self, loop: Driver):
         self.loop = loop
         self.path = loop.logs.dir / "report.html"
         self.render_s: list[float] = []  # each rewrite's cost (bench/loop_throughput.py)
