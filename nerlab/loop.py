@@ -12,29 +12,29 @@ driver, a full disk):
 - decisions are made in completion order against the best of that moment;
 - the config file a tag edits is fixed by its first experiment (the commits' `Config:` trailer):
   a resumed loop takes it from there, and refuses a --config that says otherwise.
-Restart recovery is nerlab.recovery; what the proposer is shown, nerlab.context; the run policy
-(timeouts, seeds, noise margin), nerlab.policy.
+This module schedules; the next experiment comes from nerlab.next_experiment, a finished one is
+decided, recorded and landed by nerlab.judge; restart recovery is nerlab.recovery; the run
+policy (timeouts, seeds, noise margin), nerlab.policy.
 """
 
 from __future__ import annotations
 
-import functools
-import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from nerlab import policy, signals, stats
-from nerlab.agents import Context, Proposal, Proposer
-from nerlab.config import ExperimentConfig, dump_config, load_config, parse_config_text
-from nerlab.context import corpora_text, proposer_context
+from nerlab import policy, signals
+from nerlab.agents import Proposer
+from nerlab.config import ExperimentConfig, load_config
 from nerlab.errors import UserError
 from nerlab.experiment import Experiment, RunLogs
 from nerlab.gitops import RunBranch
+from nerlab.judge import Judge
 from nerlab.ledger import Best, Ledger, refuse_records_elsewhere
 from nerlab.live import TICK_S, LivePage
+from nerlab.next_experiment import NextExperiment
 from nerlab.pool import Pool, make_pool
-from nerlab.proposals import NoValidProposal, ProposalCheck, ask
+from nerlab.proposals import ProposalCheck
 from nerlab.provenance import choose_config
 from nerlab.recovery import recover, restore_cut_reset
 from nerlab.results import repair
@@ -68,12 +68,17 @@ class ResearchLoop:
         if not self.config_path.is_file():  # before a branch or a commit is made
             raise UserError(f"{self.config_path}: config file not found")
         self.logs = RunLogs(self.root / "runs" / opts.tag)
-        self.ledger: Ledger | None = None
-        self.best: Best | None = None
-        self.check: ProposalCheck | None = None
         self.in_flight: dict[int, Experiment] = {}
-        self.crash_reasons: list[str] = []
         self.page = LivePage(self) if opts.live_page else None
+        # from start(), once the branch and results.tsv are checked
+        self.ledger: Ledger | None = None
+        self.check: ProposalCheck | None = None
+        self.judge: Judge | None = None
+        self.next: NextExperiment | None = None
+
+    @property
+    def best(self) -> Best | None:
+        return self.judge.best if self.judge else None
 
     # -- start: lock, clean tree, branch, recovery ---------------------------------------
 
@@ -88,7 +93,7 @@ class ResearchLoop:
     def _start(self) -> None:
         if self.git.clear_stale_index_lock():
             self.say("recovering: removed a stale .git/index.lock left by a killed loop")
-        restore_cut_reset(self)
+        restore_cut_reset(self.git, self.config_path, self.say)
         self.git.ensure_clean()
         refuse_records_elsewhere(self.git, self.root / self.opts.results, self.logs.dir)
         resumed = self.git.checkout()
@@ -101,8 +106,13 @@ class ResearchLoop:
         if self.ledger.path.exists():
             repair(self.ledger.path)  # a row torn by a kill is set aside, not lost
         self.check = ProposalCheck(start_cfg)
-        recover(self)
-        self.best = self.ledger.best()
+        self.judge = Judge(self.git, self.ledger, self.check, self.config_path, self.logs,
+                           self.proposer, self.opts.noise_margin, self.opts.confirm_repeats,
+                           self.say)  # fmt: skip
+        self.next = NextExperiment(self.git, self.config_path, self.proposer, self.check,
+                                   self.logs, self.judge, self.in_flight, self.say)  # fmt: skip
+        recover(self.judge)
+        self.judge.best = self.ledger.best()
         if self.best:
             self.say(f"best so far: {self.best.f1:.4f} at {self.best.commit}")
 
@@ -124,7 +134,7 @@ class ResearchLoop:
                 pool = None
             reason = why = f"interrupted ({signals.name_of(e)})"
             for exp in list(self.in_flight.values()):
-                self.record(exp, RunOutcome("crash", reason=reason))
+                self.judge.record(exp, RunOutcome("crash", reason=reason))
             done = ", ".join(f"[{n}]" for n in sorted(self.in_flight))
             self.in_flight.clear()
             raise signals.told(e, f"{done} recorded as crash" if done else "") from None
@@ -149,7 +159,7 @@ class ResearchLoop:
             while stop is None and len(self.in_flight) < pool.workers:
                 if self.best is None and self.in_flight:
                     break  # everything else waits for the baseline's score
-                exp = self._baseline() if self.best is None else self._next_experiment()
+                exp = self.next.baseline() if self.best is None else self.next.proposed()
                 if exp is not None:
                     self._submit(pool, exp, exp.cfg.repeats)
                 stop = self._stop_reason(started)
@@ -171,7 +181,7 @@ class ResearchLoop:
 
     def _stop_reason(self, started: float) -> str | None:
         limit = self.opts.max_experiments  # numbers used: experiments and failed proposals
-        if limit is not None and self._next_number() - 1 >= limit:
+        if limit is not None and self.next.number() - 1 >= limit:
             return f"{limit} experiments in tag {self.opts.tag} (--max-experiments)"
         hours = (time.monotonic() - started) / 3600
         if self.opts.max_hours is not None and hours >= self.opts.max_hours:
@@ -187,60 +197,7 @@ class ResearchLoop:
                     "other, so a seconds budget buys each fewer steps than alone"
                 )
 
-    # -- starting experiments --------------------------------------------------------------
-
-    def _baseline(self) -> Experiment:
-        """The first experiment: the config as it is, as an experiment commit of its own, so
-        this tag's score is never another tag's."""
-        text = self.config_path.read_text()
-        exp = self._commit("baseline", "baseline", text, parse_config_text(text))
-        self.say(f"[{exp.n}] baseline: {exp.cfg.target}, config as committed")
-        return exp
-
-    def _next_experiment(self) -> Experiment | None:
-        n = self._next_number()
-        found = self._proposal(n)
-        if found is None:
-            return None
-        proposal, cfg = found
-        # one comment line whatever the description holds (a line break would inject YAML, a
-        # control character makes the file unreadable YAML)
-        note = visible(proposal.description)
-        text = f"# agent_loop.py ({self.proposer.name}) experiment {n}: {note}\n"
-        exp = self._commit("experiment", proposal.description, text + dump_config(cfg), cfg,
-                           proposal)  # fmt: skip
-        self.say(f"[{n}] {exp.commit} {visible(proposal.description)}")
-        return exp
-
-    def _commit(self, role: str, description: str, text: str, cfg: ExperimentConfig,
-                proposal: Proposal | None = None) -> Experiment:  # fmt: skip
-        n = self._next_number()
-        commit = self.git.experiment_commit(n, self.config_path, text, description,
-                                            self.git.tip().hexsha, role)  # fmt: skip
-        return Experiment(n, commit, role, description, text, cfg, proposal)
-
-    def _proposal(self, n: int) -> tuple[Proposal, ExperimentConfig] | None:
-        """A checked proposal, or, when the tries are spent, a crash row for number n."""
-        try:
-            return ask(
-                self.proposer, self._context(n), self.check, lambda m: self.say(f"[{n}] {m}")
-            )
-        except NoValidProposal as e:
-            reason = str(e)
-        self.logs.path(n).write_text(reason + "\n")
-        self.ledger.record(n, "-", "experiment", "", RunOutcome("crash", reason=reason))
-        self._count_crash(reason)
-        return None
-
-    def _context(self, n: int) -> Context:
-        best_text = self.git.show(self.git.tip().hexsha, self.config_path)  # HEAD may be elsewhere
-        return proposer_context(n, self.ledger.tag_rows(), best_text, self.best,
-                                self.in_flight.values(), self._corpora_text,
-                                self.logs.tail)  # fmt: skip
-
-    @functools.cached_property
-    def _corpora_text(self) -> str:
-        return corpora_text(load_config(self.config_path))
+    # -- running and finishing experiments -------------------------------------------------
 
     def _submit(self, pool: Pool, exp: Experiment, repeats: int, sets=(), suffix="") -> None:
         self.in_flight[exp.n] = exp
@@ -254,20 +211,19 @@ class ResearchLoop:
             return self.opts.timeout * repeats / cfg.repeats
         return policy.run_timeout(cfg.budget, repeats)
 
-    # -- finishing experiments ---------------------------------------------------------
-
     def _finished(self, pool: Pool, exp: Experiment, outcome: RunOutcome) -> None:
+        """A run came back: a crash row, more seeds for a close win, or the decision."""
         del self.in_flight[exp.n]
         if not outcome.ok:
-            self.record(exp, outcome)
+            self.judge.record(exp, outcome)
             self.say(f"[{exp.n}] crash: {visible(outcome.reason)}")
-            self._count_crash(outcome.reason, outcome.summary.get("cause", ""))
+            self.judge.count_crash(outcome.reason, outcome.summary.get("cause", ""))
             return
-        self.crash_reasons.clear()
+        self.judge.crash_reasons.clear()
         first = exp.first is None
         exp.first = exp.first or outcome
         exp.f1s += outcome.f1s
-        decision = self.decide(exp)
+        decision = self.judge.decide(exp)
         if decision.action == "confirm" and first:
             self.say(f"[{exp.n}] {decision.reason}")
             extra = self.opts.confirm_repeats - len(exp.f1s)
@@ -275,54 +231,4 @@ class ResearchLoop:
             sets = (f"seed={seed}", f"repeats={extra}")
             self._submit(pool, exp, extra, sets, suffix=".confirm")
             return
-        self.conclude(exp, decision)
-
-    def decide(self, exp: Experiment) -> stats.Decision:
-        best = self.best.f1 if self.best else None
-        return stats.decide(exp.f1s, best, self.opts.noise_margin, self.opts.confirm_repeats)
-
-    def conclude(self, exp: Experiment, decision: stats.Decision) -> None:
-        status = "keep" if decision.action == "keep" else "discard"
-        self.record(exp, exp.first, status, decision.reason, exp.f1s)
-        self.say(f"[{exp.n}] {status}: {decision.reason}")
-        self.check.remember(exp.cfg, f"experiment {exp.n} ({status})")
-        if exp.proposal is not None:
-            self.proposer.observe(exp.proposal, statistics.fmean(exp.f1s))
-        if status == "keep":
-            self.land(exp)
-            self.best = Best(exp.commit, statistics.fmean(exp.f1s), exp.description)
-
-    def land(self, exp: Experiment) -> None:
-        note = self.git.land(exp.n, exp.commit, self.config_path, exp.config_text,
-                             exp.description, exp.role)  # fmt: skip
-        if note:
-            self.say(note)
-
-    def record(self, exp: Experiment, outcome: RunOutcome, status: str = "crash",
-               reason: str = "", f1s: list[float] | None = None) -> None:  # fmt: skip
-        self.ledger.record(exp.n, exp.commit, exp.role, exp.description, outcome, status, reason,
-                           f1s)  # fmt: skip
-        if status == "crash":
-            self.check.forget(exp.cfg)  # nothing was measured: it may be tried again
-            if exp.proposal is not None:
-                self.proposer.observe(exp.proposal, None)
-            if exp.baseline and "interrupted" not in outcome.reason:
-                raise UserError(
-                    f"the baseline crashed ({outcome.reason}); see {self.logs.path(exp.n)}"
-                )
-
-    def _count_crash(self, reason: str, cause: str = "") -> None:
-        """Stop when crashes repeat one cause: no config can avoid it (data gone, GPU lost).
-        The cause is the summary's `cause:` where the reason's text varies with the config."""
-        self.crash_reasons.append(cause or reason)
-        limit = policy.SAME_CRASH_LIMIT
-        last = self.crash_reasons[-limit:]
-        if len(last) == limit and len(set(last)) == 1:
-            raise UserError(
-                f"stopping: {limit} crashes in a row for the same reason, which no config can "
-                f"avoid: {reason}"
-            )
-
-    def _next_number(self) -> int:
-        used = [*self.logs.numbers(), *self.git.experiments(), *self.in_flight]
-        return max(used, default=0) + 1
+        self.judge.conclude(exp, decision)

@@ -94,7 +94,7 @@ def test_invalid_config_goes_back_as_a_tool_error_then_fixed(tmp_path, synthetic
     server = Server(ok(propose(BAD, id="toolu_bad")), ok(propose(GOOD, id="toolu_good")))
     loop = ResearchLoop(repo, LoopOptions(tag="t"), claude(server), say=lambda *a: None)
     loop.start()
-    proposal, cfg = loop._proposal(1)
+    proposal, cfg = loop.next.proposal(1)
     assert cfg.target == "ncbi_disease" and len(server.requests) == 2
     last = server.requests[1]["messages"][-1]["content"][0]
     assert last["type"] == "tool_result" and last["tool_use_id"] == "toolu_bad"

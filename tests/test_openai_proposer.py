@@ -78,7 +78,7 @@ def test_a_rejected_config_goes_back_as_the_tool_result_then_fixed(env, tmp_path
         loop = ResearchLoop(repo, LoopOptions(tag="t"), proposer(server, env),
                             say=lambda *a: None)  # fmt: skip
         loop.start()
-        _, cfg = loop._proposal(1)
+        _, cfg = loop.next.proposal(1)
     assert cfg.target == "ncbi_disease" and len(server.requests) == 2
     sent = server.requests[1]["messages"]
     assert sent[-2]["tool_calls"][0]["id"] == "call_bad"
