@@ -22,7 +22,7 @@ from typing import Any, NamedTuple, Protocol
 
 from nerlab.errors import UserError
 from nerlab.files import write_tree
-from nerlab.redact import is_secret
+from nerlab.redact import is_secret, withheld
 from nerlab.runner import RunOutcome, RunSpec, kill_all, run_for_ray, run_train
 from nerlab.signals import kept_handlers
 
@@ -109,7 +109,7 @@ def _start_ray(ray, named: str | None, workers: int) -> None:
     if named:
         _check_reachable(named)
     try:
-        with kept_handlers():
+        with kept_handlers(), withheld():  # no secret in the environment Ray's processes inherit
             if named:
                 ray.init(address=named, **common)
             else:

@@ -134,3 +134,29 @@ def test_a_wait_with_a_timeout_comes_back_empty_while_a_run_goes_on(workers, mon
         assert done is not None and done[0] == "k" and done[1].ok, done
     finally:
         pool.close()
+
+
+@pytest.mark.slow
+def test_no_secret_reaches_a_ray_task_or_its_worker(tmp_path, monkeypatch):
+    """The driver's key stays out of the local Ray instance: train.py in a task and the worker
+    process that runs it (a child of Ray's raylet, not of the driver) hold none."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-never-in-a-task")
+    from nerlab.pool import make_pool
+
+    show = tmp_path / "show_env.py"  # a train.py that prints what it and its parent were given
+    show.write_text(
+        "import os\n"
+        "parent = open(f'/proc/{os.getppid()}/environ', 'rb').read().decode(errors='replace')\n"
+        "print('train.py:', 'OPENAI_API_KEY' in os.environ)\n"
+        "print('worker:', 'sk-test-never-in-a-task' in parent)\n"
+    )
+    log = tmp_path / "run.log"
+    pool = make_pool(2, say=lambda *a: None)
+    try:
+        pool.submit("k", RunSpec("{}", train_py=str(show)), log)
+        pool.wait(HANG_GUARD_S)
+    finally:
+        pool.close()
+    text = log.read_text()
+    assert "train.py: False" in text and "worker: False" in text, text
