@@ -63,16 +63,22 @@ def night(scratch: Path, experiments: int) -> Path:
     return loop.page.path
 
 
-def next_steps(root: Path, page: Path) -> str:
+def python_from(where: Path, root: Path) -> str:
+    """How to call this Python from `where`: the checkout's venv by a relative path."""
     py = Path(sys.executable)
-    with_venv = os.path.relpath(py, root) if py.is_relative_to(root) else "python"
+    return os.path.relpath(py, where) if py.is_relative_to(root) else "python"
+
+
+def next_steps(root: Path, page: Path) -> str:
+    with_venv = python_from(root, root)
     scratch = os.path.relpath(root / SCRATCH, Path.cwd())
+    in_scratch = python_from(root / SCRATCH, root)
     return f"""
 The night's report: {page.as_uri()}
 (open it in a browser; during a night it rewrites itself as the loop goes)
 
 Go on:
-  cd {scratch} && {with_venv} final.py --tag {TAG}
+  cd {scratch} && {in_scratch} final.py --tag {TAG}
       the baseline and the best on the test split, 3 seeds each, with a 95% interval
   {with_venv} agent_loop.py --tag night1 --agent optuna --config {CONFIG} --max-experiments 20
       a longer night in your own checkout (branch autoresearch/night1); open

@@ -3,9 +3,12 @@ user's checkout, branch and refs stay as they were."""
 
 from __future__ import annotations
 
+import sys
+
 import git
 import pytest
 
+from nerlab.demo import next_steps
 from tests.helpers import make_repo, run_script
 
 
@@ -32,3 +35,14 @@ def test_the_demo_runs_a_night_beside_the_checkout_and_shows_its_page(tmp_path, 
     again = run_script(*args, home=synthetic_home, cwd=path)  # a second demo starts afresh
     assert again.returncode == 0, again.stdout + again.stderr
     assert state(repo) == before
+
+
+def test_the_way_on_calls_the_checkouts_python_from_where_each_command_runs(tmp_path, monkeypatch):
+    venv_python = tmp_path / ".venv" / "bin" / "python"
+    monkeypatch.setattr(sys, "executable", str(venv_python))
+    monkeypatch.chdir(tmp_path)
+    text = next_steps(tmp_path, tmp_path / "runs" / "demo-night" / "runs" / "demo" / "report.html")
+    assert "cd runs/demo-night && ../../.venv/bin/python final.py --tag demo" in text
+    assert "\n  .venv/bin/python agent_loop.py --tag night1" in text
+    scratch = tmp_path / "runs" / "demo-night"
+    assert (scratch / "../../.venv/bin/python").resolve() == venv_python.resolve()
