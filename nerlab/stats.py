@@ -22,7 +22,7 @@ from scipy import stats as sps
 
 from nerlab.policy import MIN_SEEDS, NOISE_MARGIN
 
-FIRST_RESULT = "first result"  # why a tag's baseline is kept (analysis counts baselines by it)
+FIRST_RESULT = "first result"  # why a tag's baseline is kept: there is nothing to beat yet
 
 
 @dataclass(frozen=True)
