@@ -168,6 +168,8 @@ class ResearchLoop:
                 return stop
             n, outcome = self._wait(pool)
             self._finished(pool, self.in_flight[n], outcome)
+            if self.page:  # the result shows while the next proposal is made (an LLM: minutes)
+                self.page.update()
 
     def _wait(self, pool: Pool):
         """The next run to finish; meanwhile the live page is rewritten: at once (what was

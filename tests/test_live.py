@@ -77,6 +77,27 @@ def test_the_page_shows_the_run_in_flight_then_why_the_loop_stopped(sleepy):
     assert loop.page.render_s  # measured (bench/loop_throughput.py prints it)
 
 
+class Watching(Scripted):
+    """Reads the live page whenever it is asked for a proposal."""
+
+    def __init__(self, lrs, page):
+        super().__init__(lrs)
+        self.page, self.seen = page, []
+
+    def propose(self, ctx, error=None):
+        self.seen.append(self.page.read_text())
+        return super().propose(ctx, error)
+
+
+def test_a_result_is_on_the_page_while_the_next_experiment_is_proposed(sleepy, monkeypatch):
+    monkeypatch.setenv("FAKE_TRAIN_SLEEP", "0")
+    opts = LoopOptions(tag="t", max_experiments=2, confirm_repeats=1, live_page=True)
+    proposer = Watching([0.06], sleepy / "runs" / "t" / "report.html")
+    ResearchLoop(sleepy, opts, proposer, say=lambda *a: None).run()
+    asked = proposer.seen[0]  # asked for #2 once the baseline was decided
+    assert "Last result: #1" in asked and "the next experiment is being proposed" in asked
+
+
 def test_a_page_that_cannot_be_written_is_said_once_and_the_loop_goes_on(sleepy, monkeypatch):
     monkeypatch.setenv("FAKE_TRAIN_SLEEP", "1")
 
