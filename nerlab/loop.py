@@ -168,7 +168,7 @@ class ResearchLoop:
                 return stop
             n, outcome = self._wait(pool)
             self._finished(pool, self.in_flight[n], outcome)
-            if self.page:  # the result shows while the next proposal is made (an LLM: minutes)
+            if self.page and self.proposer.slow:  # the result shows while a model thinks
                 self.page.update()
 
     def _wait(self, pool: Pool):

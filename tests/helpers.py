@@ -86,6 +86,7 @@ class Scripted:
     in the i-th call (what a user does while the loop runs)."""
 
     name = "scripted"
+    slow = False
 
     def __init__(self, proposals: list, actions: dict | None = None):
         self.proposals = list(proposals)

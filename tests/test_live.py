@@ -78,7 +78,9 @@ def test_the_page_shows_the_run_in_flight_then_why_the_loop_stopped(sleepy):
 
 
 class Watching(Scripted):
-    """Reads the live page whenever it is asked for a proposal."""
+    """A proposer that may take minutes (a model), reading the live page when it is asked."""
+
+    slow = True
 
     def __init__(self, lrs, page):
         super().__init__(lrs)

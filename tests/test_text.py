@@ -53,6 +53,7 @@ class Hostile:
     """A proposer whose description would drive a terminal (clear screen, bell, bidi)."""
 
     name = "hostile"
+    slow = False
     description = "lr 0.01 \x1b[2J\x1b[31m\x07\u202e <script>"
 
     def propose(self, ctx, error=None):

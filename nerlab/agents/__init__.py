@@ -42,6 +42,7 @@ class Proposal:
 
 class Proposer(Protocol):
     name: str
+    slow: bool  # a reply may take minutes (a model): the live page shows a result before asking
 
     def propose(self, ctx: Context, error: str | None = None) -> Proposal:
         """A new proposal; `error` says why the previous one for this experiment was rejected."""

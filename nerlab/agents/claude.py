@@ -34,6 +34,7 @@ TRANSIENT = (
 
 class ClaudeProposer:
     name = "claude"
+    slow = True
 
     def __init__(self, program: str, model: str = DEFAULT_MODEL, client=None,
                  patience: float = PATIENCE_S, sleep=time.sleep):  # fmt: skip

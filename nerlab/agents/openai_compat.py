@@ -56,6 +56,7 @@ CONTEXT_EXCEEDED = re.compile(
 
 class OpenAIProposer:
     name = "openai"
+    slow = True
 
     def __init__(self, program: str, model: str | None = None, base_url: str | None = None,
                  request_timeout: float = DEFAULT_REQUEST_TIMEOUT, client=None,

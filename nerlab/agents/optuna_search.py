@@ -31,6 +31,7 @@ EXPERIMENT = "experiment"  # the trial's user attribute: the loop's experiment n
 
 class OptunaProposer:
     name = "optuna"
+    slow = False  # milliseconds: the page is rewritten once the next run has started
 
     def __init__(self, base: ExperimentConfig, sources: list[str], storage: Path, seed: int = 0,
                  finished: dict[int, float | None] | None = None):  # fmt: skip
