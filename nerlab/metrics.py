@@ -24,12 +24,15 @@ def score(gold: list[list[str]], pred: list[list[str]]) -> Scores:
     kw = dict(mode="strict", scheme=IOB2, zero_division=0)
     report = classification_report(gold, pred, output_dict=True, **kw)
     per_type = {
-        k: v["f1-score"] for k, v in report.items() if not k.endswith(" avg") and "f1-score" in v
+        k: float(v["f1-score"])
+        for k, v in report.items()
+        if not k.endswith(" avg") and "f1-score" in v
     }
+    # plain floats: seqeval's numpy floats break YAML (the model card) and other writers
     return Scores(
-        f1_score(gold, pred, **kw),
-        precision_score(gold, pred, **kw),
-        recall_score(gold, pred, **kw),
+        float(f1_score(gold, pred, **kw)),
+        float(precision_score(gold, pred, **kw)),
+        float(recall_score(gold, pred, **kw)),
         per_type,
     )
 

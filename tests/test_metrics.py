@@ -1,4 +1,5 @@
 import pytest
+import yaml
 
 from nerlab.conll import Sentence
 from nerlab.metrics import read_predictions, score, write_predictions
@@ -13,6 +14,14 @@ def test_strict_entity_scores():
     # a boundary error is a miss and a false positive: strict, as conlleval counts
     b = score([["B-X", "I-X"]], [["B-X", "O"]])
     assert b.f1 == 0 and b.precision == 0
+
+
+def test_scores_are_plain_floats_that_any_writer_takes():
+    """seqeval gives numpy floats; the model card's YAML front matter cannot represent them."""
+    s = score([["B-X", "I-X", "O"]], [["B-X", "I-X", "B-X"]])
+    values = [s.f1, s.precision, s.recall, *s.per_type.values()]
+    assert all(type(v) is float for v in values)
+    assert yaml.safe_load(yaml.safe_dump(values)) == values
 
 
 def test_predictions_file_roundtrip(tmp_path):
