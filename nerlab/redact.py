@@ -31,7 +31,3 @@ def withheld() -> Iterator[None]:
         yield
     finally:
         os.environ.update(saved)
-
-
-def without_secrets(env: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in env.items() if not is_secret(k)}

@@ -21,7 +21,6 @@ from pathlib import Path
 
 from nerlab.config import config_hash
 from nerlab.files import read_tree
-from nerlab.redact import without_secrets
 from nerlab.summary import parse_summary
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -182,8 +181,8 @@ def run_for_ray(spec: RunSpec, env: dict[str, str]) -> tuple[RunOutcome, str, di
     text and the saved model's files, which the driver writes: a node need not share the
     driver's filesystem, so the model is saved in the task's own temp dir. `env` is the
     driver's environment to carry over: a Ray worker's own does not hold the user's settings
-    (NER_AR_HOME, HF_HOME, ...). No secret of the node's own reaches train.py either."""
-    merged = without_secrets({**os.environ, **env})  # CUDA_VISIBLE_DEVICES stays Ray's choice
+    (NER_AR_HOME, HF_HOME, ...)."""
+    merged = {**os.environ, **env}  # the worker's CUDA_VISIBLE_DEVICES stays Ray's choice
     with _temp_dir("ner-task-") as tmp:
         log, model = Path(tmp) / "run.log", Path(tmp) / "model"
         if spec.save_model:
