@@ -25,7 +25,7 @@ class Judge:
                  logs: RunLogs, proposer: Proposer, noise_margin: float, confirm_repeats: int,
                  say: Callable[[str], None]):  # fmt: skip
         self.git, self.ledger, self.check, self.logs = git, ledger, check, logs
-        self.root, self.config_path = git.root, config_path
+        self.config_path = config_path
         self.proposer, self.say = proposer, say
         self.noise_margin, self.confirm_repeats = noise_margin, confirm_repeats
         self.best: Best | None = None
